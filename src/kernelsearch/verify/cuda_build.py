@@ -1,0 +1,106 @@
+"""Compile check for load_inline candidates on a machine with nvcc but no GPU (or a CPU-only torch)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sysconfig
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# Hopper is what we run on; sm_90 keeps the check honest about features such as wgmma-free PTX.
+DEFAULT_ARCH = ["-gencode=arch=compute_90,code=sm_90"]
+
+
+class RecordedBuild(dict):
+    """The arguments of one load_inline call, recorded instead of building."""
+
+
+def recording_load_inline(builds: list[RecordedBuild]):
+    """A stand-in for load_inline that records its arguments; the module it returns cannot run anything."""
+
+    def load_inline(name, cpp_sources, cuda_sources=None, functions=None, extra_cflags=None,
+                    extra_cuda_cflags=None, extra_include_paths=None, **_ignored):
+        builds.append(RecordedBuild(name=name, cpp_sources=_as_list(cpp_sources), cuda_sources=_as_list(cuda_sources),
+                                    functions=functions, extra_cflags=list(extra_cflags or []),
+                                    extra_cuda_cflags=list(extra_cuda_cflags or []),
+                                    extra_include_paths=list(extra_include_paths or [])))
+        return _NeedsGPU(name)
+
+    return load_inline
+
+
+class _NeedsGPU:
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attr):
+        def call(*args, **kwargs):
+            raise RuntimeError(f"{self._name}.{attr}: a GPU is needed to run this CUDA extension")
+        return call
+
+
+def _as_list(sources) -> list[str]:
+    if sources is None:
+        return []
+    return [sources] if isinstance(sources, str) else list(sources)
+
+
+def compile_check(builds: list[RecordedBuild], build_dir: Path, timeout_s: float) -> tuple[bool, str]:
+    """Compile each recorded build's sources as load_inline would (C++ with g++, CUDA with nvcc), without
+    linking. Returns (ok, message): on failure the message holds the first compiler errors."""
+    nvcc = shutil.which("nvcc") or (os.path.join(os.environ["CUDA_HOME"], "bin", "nvcc")
+                                    if os.environ.get("CUDA_HOME") else None)
+    if nvcc is None or not os.path.exists(nvcc):
+        return False, "nvcc not found: cannot compile-check a CUDA candidate on this machine"
+    jobs = []
+    for build in builds:
+        directory = build_dir / build["name"]
+        directory.mkdir(parents=True, exist_ok=True)
+        includes = [f"-I{p}" for p in _torch_includes() + build["extra_include_paths"]]
+        defines = [f"-DTORCH_EXTENSION_NAME={build['name']}"]
+        cpp = directory / "main.cpp"
+        cpp.write_text("\n".join(["#include <torch/extension.h>", *build["cpp_sources"], _module_def(build)]))
+        jobs.append(["g++", "-std=c++17", "-fsyntax-only", *defines, *includes, *build["extra_cflags"], str(cpp)])
+        if build["cuda_sources"]:
+            cu = directory / "cuda.cu"
+            cu.write_text("\n".join(["#include <torch/types.h>", "#include <cuda.h>", "#include <cuda_runtime.h>",
+                                     *build["cuda_sources"]]))
+            jobs.append([nvcc, "-std=c++17", "-c", *DEFAULT_ARCH, "--expt-relaxed-constexpr", *defines, *includes,
+                         *build["extra_cuda_cflags"], str(cu), "-o", str(directory / "cuda.o")])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda cmd: _run(cmd, timeout_s), jobs))
+    errors = [message for ok, message in results if not ok]
+    if errors:
+        return False, "\n".join(errors)
+    return True, f"compiled {len(jobs)} translation unit(s) for sm_90"
+
+
+def _run(cmd: list[str], timeout_s: float) -> tuple[bool, str]:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return False, f"{Path(cmd[0]).name} ran past {timeout_s:.0f}s"
+    if done.returncode == 0:
+        return True, ""
+    return False, error_excerpt(done.stdout + done.stderr)
+
+
+def error_excerpt(log: str, limit: int = 12) -> str:
+    """The lines of a compiler log that say what is wrong, not the include chain around them."""
+    lines = [line for line in log.splitlines() if "error" in line.lower() or line.lstrip().startswith("^")]
+    return "\n".join((lines or log.splitlines()[-limit:])[:limit])
+
+
+def _module_def(build: RecordedBuild) -> str:
+    functions = build["functions"] or []
+    if isinstance(functions, str):
+        functions = [functions]
+    names = list(functions.keys()) if isinstance(functions, dict) else list(functions)
+    body = "".join(f'm.def("{n}", torch::wrap_pybind_function({n}), "{n}");\n' for n in names)
+    return f"PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {{\n{body}}}\n"
+
+
+def _torch_includes() -> list[str]:
+    from torch.utils.cpp_extension import include_paths
+    return include_paths() + [sysconfig.get_paths()["include"]]

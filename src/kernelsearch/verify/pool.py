@@ -1,0 +1,228 @@
+"""Warm worker processes, one per GPU: submit a candidate, get a verdict; crashes and hangs become verdicts."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .sandbox import limit_process, worker_env
+from .verdict import Verdict, VerifyRequest
+
+
+@dataclass
+class PoolConfig:
+    device: str = "auto"  # auto | cuda | cpu
+    gpus: list[int] | None = None  # cuda: which GPUs (one worker each); default all visible
+    cpu_workers: int = 1
+    compile_timeout_s: float = 300.0  # import + build + first call (load_inline cold builds take ~90 s)
+    run_timeout_s: float = 300.0  # trials, extra checks and timing
+    start_timeout_s: float = 180.0  # spawn, import torch, create the CUDA context
+    recycle_after: int = 50  # jobs per worker process before a fresh one
+    memory_limit_gb: float | None = 16.0  # address-space cap for CPU workers (not applied on GPU)
+    file_limit_gb: float = 4.0
+    workdir: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    if device in ("cuda", "cpu"):
+        return device
+    if device != "auto":
+        raise ValueError(f"unknown device {device!r} (auto, cuda or cpu)")
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class WorkerPool:
+    """`submit(request) -> Future[Verdict]`. Requests queue up and go to whichever worker is free."""
+
+    def __init__(self, config: PoolConfig | None = None):
+        self.config = config or PoolConfig()
+        self.device = resolve_device(self.config.device)
+        self.root = Path(self.config.workdir or tempfile.mkdtemp(prefix="kernelsearch-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.jobs: queue.Queue = queue.Queue()
+        if self.device == "cuda":
+            import torch
+            gpus = self.config.gpus if self.config.gpus is not None else list(range(torch.cuda.device_count()))
+        else:
+            gpus = [None] * max(1, self.config.cpu_workers)
+        self.workers = [_Worker(self, i, gpu) for i, gpu in enumerate(gpus)]
+        self.info: dict = {}
+
+    def submit(self, request: VerifyRequest) -> Future:
+        future: Future = Future()
+        self.jobs.put((request, future))
+        return future
+
+    def verify(self, request: VerifyRequest) -> Verdict:
+        return self.submit(request).result()
+
+    def close(self) -> None:
+        for _ in self.workers:
+            self.jobs.put(None)
+        for worker in self.workers:
+            worker.thread.join(timeout=30)
+            worker.stop()
+        if not self.config.workdir:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Worker:
+    """One worker process and the thread that feeds it; the process is restarted whenever it breaks."""
+
+    def __init__(self, pool: WorkerPool, index: int, gpu: int | None):
+        self.pool, self.index, self.gpu = pool, index, gpu
+        self.proc: subprocess.Popen | None = None
+        self.events: queue.Queue = queue.Queue()
+        self.jobs_done = 0
+        self.log_path = pool.root / f"worker{index}.log"
+        self.thread = threading.Thread(target=self.loop, name=f"ks-worker-{index}", daemon=True)
+        self.thread.start()
+
+    # ---- process lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.pool.config
+        workdir = self.pool.root / f"worker{self.index}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        env = {**worker_env(self.pool.device, self.gpu, workdir), **cfg.extra_env}
+        read_fd, write_fd = os.pipe()
+        env["KS_RESPONSE_FD"] = str(write_fd)
+        env["KS_COMPILE_TIMEOUT"] = str(cfg.compile_timeout_s)
+        memory = int(cfg.memory_limit_gb * 2**30) if cfg.memory_limit_gb and self.pool.device == "cpu" else None
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kernelsearch.verify.worker"], stdin=subprocess.PIPE, stdout=log, stderr=log,
+            env=env, cwd=workdir, pass_fds=(write_fd,), start_new_session=True,
+            preexec_fn=limit_process(memory, int(cfg.file_limit_gb * 2**30)))
+        os.close(write_fd)
+        log.close()
+        self.events = queue.Queue()
+        threading.Thread(target=self.read_events, args=(os.fdopen(read_fd), self.events), daemon=True).start()
+        self.jobs_done = 0
+        ready = self.next_event(time.monotonic() + cfg.start_timeout_s)
+        if not ready or ready.get("event") != "ready":
+            tail = self.log_tail(0)
+            self.stop()
+            raise RuntimeError(f"verifier worker failed to start: {tail or 'no output'}")
+        self.pool.info = {k: v for k, v in ready.items() if k != "event"}
+
+    @staticmethod
+    def read_events(stream, events: queue.Queue) -> None:
+        for line in stream:
+            try:
+                events.put(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        events.put(None)  # end of stream: the process is gone
+
+    def next_event(self, deadline: float) -> dict | None | str:
+        try:
+            return self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return "timeout"
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the whole group: nvcc, ninja, compile workers
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc = None
+
+    def log_tail(self, offset: int, limit: int = 3000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return text[-limit:].strip()
+
+    # ---- serving jobs --------------------------------------------------------------------------------------
+    def loop(self) -> None:
+        while True:
+            item = self.pool.jobs.get()
+            if item is None:
+                return
+            request, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self.run(request))
+            except Exception as e:  # never leave a caller waiting
+                future.set_result(Verdict(status="runtime_error", message=f"verifier error: {e}",
+                                          problem=request.problem_name, candidate=request.candidate_name))
+
+    def run(self, request: VerifyRequest) -> Verdict:
+        cfg = self.pool.config
+        if self.proc is None or self.proc.poll() is not None or self.jobs_done >= cfg.recycle_after:
+            self.stop()
+            self.start()
+        job_id = uuid.uuid4().hex[:12]
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        began = time.monotonic()
+        self.proc.stdin.write((json.dumps({"id": job_id, **request.to_json()}) + "\n").encode())
+        self.proc.stdin.flush()
+        phase, limit = "static", cfg.compile_timeout_s
+        deadline = began + limit
+        while True:
+            event = self.next_event(deadline)
+            if event == "timeout":
+                self.stop()
+                return self.failed(request, "timeout", phase, f"{phase} ran past its {limit:.0f}s limit", began,
+                                   self.log_tail(offset))
+            if event is None:
+                code = self.proc.wait() if self.proc else None
+                self.stop()
+                return self.failed(request, "runtime_error", phase, f"{_death(code)} (in the {phase} phase)", began,
+                                   self.log_tail(offset))
+            if event.get("event") == "phase":
+                phase = event["phase"]
+                limit = cfg.compile_timeout_s if phase == "compile" else cfg.run_timeout_s
+                deadline = time.monotonic() + limit
+            elif event.get("event") == "verdict":
+                self.jobs_done += 1
+                verdict = Verdict.from_json(event["verdict"])
+                if verdict.status in ("runtime_error", "compile_error"):
+                    verdict.log_tail = self.log_tail(offset, 1500)
+                if not event.get("healthy", True):
+                    self.stop()  # broken CUDA context or a tainted interpreter: the next job gets a fresh one
+                return verdict
+
+    def failed(self, request, status, phase, message, began, tail) -> Verdict:
+        return Verdict(status=status, message=message, problem=request.problem_name, candidate=request.candidate_name,
+                       device=self.pool.info.get("device_name", self.pool.device), dtype=request.dtype, phase=phase,
+                       elapsed_s=round(time.monotonic() - began, 3), log_tail=tail)
+
+
+def _death(code: int | None) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = {"SIGSEGV": "an out-of-bounds memory access (an unmasked load or store?)",
+                "SIGKILL": "killed, most likely for memory", "SIGABRT": "an abort in native code",
+                "SIGBUS": "a bad memory access", "SIGFPE": "an arithmetic fault"}.get(name, "a fatal signal")
+        return f"the worker process died with {name}: {hint}"
+    return f"the worker process exited with code {code} while running the candidate"

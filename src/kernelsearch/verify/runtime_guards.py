@@ -1,0 +1,182 @@
+"""Checks made while the candidate runs: its own kernel launches, the PyTorch ops it calls, harness integrity."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# aten ops that only allocate, view, copy or convert: launch glue a candidate may keep in PyTorch.
+GLUE_OPS = {
+    "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like", "new_zeros",
+    "ones", "ones_like", "new_ones", "full", "full_like", "new_full", "scalar_tensor", "arange", "lift_fresh",
+    "lift_fresh_copy", "view", "_unsafe_view", "reshape", "_reshape_alias", "permute", "transpose", "t", "expand",
+    "squeeze", "unsqueeze", "flatten", "unflatten", "select", "slice", "narrow", "as_strided", "alias", "detach",
+    "split", "split_with_sizes", "chunk", "unbind", "view_as", "diagonal", "movedim", "clone", "copy_", "_to_copy",
+    "to", "fill_", "zero_", "resize_", "set_", "_local_scalar_dense", "item", "contiguous", "is_same_size",
+    "sym_size", "sym_stride", "sym_numel", "sym_storage_offset", "_has_compatible_shallow_copy_type", "equal",
+    "is_nonzero", "unsafe_split", "unsafe_chunk",
+}
+
+
+class LaunchCounter:
+    """Counts launches of the candidate's own kernels: Triton JIT/interpreted functions and functions of
+    modules built by load_inline. Installed in the worker before any candidate is imported."""
+
+    def __init__(self):
+        self.triton = 0
+        self.extension = 0
+        self.depth = 0  # >0 inside a Triton launch: the op recorder ignores the interpreter's internals
+
+    @property
+    def total(self) -> int:
+        return self.triton + self.extension
+
+    def reset(self) -> None:
+        self.triton = self.extension = 0
+
+    def install(self) -> None:
+        import triton.runtime.jit as jit
+
+        classes = [jit.JITFunction]
+        try:
+            from triton.runtime.interpreter import InterpretedFunction
+            classes.append(InterpretedFunction)
+        except ImportError:
+            pass
+        for cls in classes:
+            cls.run = self._wrap(cls.run)
+
+        import torch.utils.cpp_extension as cpp_extension
+        original_load_inline = cpp_extension.load_inline
+        counter = self
+
+        def load_inline(*args, **kwargs):
+            return _CountedExtension(original_load_inline(*args, **kwargs), counter)
+
+        load_inline.__wrapped__ = original_load_inline
+        cpp_extension.load_inline = load_inline
+
+    def _wrap(self, run):
+        counter = self
+
+        def counted_run(self_, *args, **kwargs):
+            if not kwargs.get("warmup", False):
+                counter.triton += 1
+            counter.depth += 1
+            try:
+                return run(self_, *args, **kwargs)
+            finally:
+                counter.depth -= 1
+
+        counted_run.__wrapped__ = run
+        return counted_run
+
+
+class _CountedExtension:
+    """Stands in for a load_inline module: each function call counts as a launch of the candidate's code."""
+
+    def __init__(self, module, counter: LaunchCounter):
+        object.__setattr__(self, "_module", module)
+        object.__setattr__(self, "_counter", counter)
+
+    def __getattr__(self, name):
+        value = getattr(self._module, name)
+        if not callable(value):
+            return value
+        counter = self._counter
+
+        def call(*args, **kwargs):
+            counter.extension += 1
+            return value(*args, **kwargs)
+
+        return call
+
+
+class OpRecorder(TorchDispatchMode):
+    """Records the aten ops a forward runs outside the candidate's own kernels."""
+
+    def __init__(self, counter: LaunchCounter):
+        super().__init__()
+        self.counter = counter
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        # Inside a Triton launch the interpreter's own copies are not the candidate's. Inside a load_inline
+        # function they are: at::matmul called from C++ is still PyTorch doing the work.
+        if self.counter.depth == 0:
+            self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+    def compute_ops(self) -> list[str]:
+        """aten ops that do arithmetic rather than glue, by name (in-place forms folded into their op)."""
+        names = {op.rstrip("_") if op.endswith("_") and not op.startswith("_") else op for op in self.ops}
+        return sorted(op for op in names if op not in GLUE_OPS and op + "_" not in GLUE_OPS)
+
+
+class Integrity:
+    """Identity of everything the harness relies on, taken before the candidate is imported and compared after
+    each step it runs: a candidate that patched a timer, a comparison or the launch counter is caught."""
+
+    def __init__(self, extra_modules: list = ()):
+        import triton.runtime.jit as jit
+        self.watched = {
+            "time.perf_counter": (time, "perf_counter"), "time.time": (time, "time"),
+            "time.monotonic": (time, "monotonic"), "time.perf_counter_ns": (time, "perf_counter_ns"),
+            "torch.cuda.synchronize": (torch.cuda, "synchronize"), "torch.cuda.Event": (torch.cuda, "Event"),
+            "torch.cuda.Event.record": (torch.cuda.Event, "record"),
+            "torch.cuda.Event.elapsed_time": (torch.cuda.Event, "elapsed_time"),
+            "torch.cuda.Event.synchronize": (torch.cuda.Event, "synchronize"),
+            "torch.cuda.current_stream": (torch.cuda, "current_stream"),
+            "torch.allclose": (torch, "allclose"), "torch.isclose": (torch, "isclose"),
+            "torch.equal": (torch, "equal"), "torch.manual_seed": (torch, "manual_seed"),
+            "torch.Tensor.__eq__": (torch.Tensor, "__eq__"), "torch.Tensor.abs": (torch.Tensor, "abs"),
+            "torch.Tensor.clone": (torch.Tensor, "clone"), "torch.Tensor.copy_": (torch.Tensor, "copy_"),
+            "torch.nn.Module.__call__": (torch.nn.Module, "__call__"),
+            "triton.JITFunction.run": (jit.JITFunction, "run"),
+        }
+        try:
+            from triton.runtime.interpreter import InterpretedFunction
+            self.watched["triton.InterpretedFunction.run"] = (InterpretedFunction, "run")
+        except ImportError:
+            pass
+        import torch.utils.cpp_extension as cpp_extension
+        self.watched["torch.utils.cpp_extension.load_inline"] = (cpp_extension, "load_inline")
+        for module in extra_modules:
+            for name, value in vars(module).items():
+                if callable(value) and not name.startswith("__"):
+                    self.watched[f"{module.__name__}.{name}"] = (module, name)
+        self.snapshot = {name: getattr(obj, attr, None) for name, (obj, attr) in self.watched.items()}
+        self.settings = _precision_settings()
+        self.threads = threading.active_count()
+
+    def violations(self) -> list[str]:
+        found = [f"replaced {name} (monkey-patching the harness)" for name, (obj, attr) in self.watched.items()
+                 if getattr(obj, attr, None) is not self.snapshot[name]]
+        settings = _precision_settings()
+        found += [f"changed {k} from {self.settings[k]} to {v} (precision or backend setting)"
+                  for k, v in settings.items() if v != self.settings[k]]
+        if threading.active_count() > self.threads:
+            found.append(f"started {threading.active_count() - self.threads} thread(s) that are still running")
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            if torch.cuda.current_stream() != torch.cuda.default_stream():
+                found.append("left a non-default CUDA stream current")
+        return found
+
+    def restore_settings(self) -> None:
+        torch.backends.cuda.matmul.allow_tf32 = self.settings["torch.backends.cuda.matmul.allow_tf32"]
+        torch.backends.cudnn.allow_tf32 = self.settings["torch.backends.cudnn.allow_tf32"]
+
+
+def _precision_settings() -> dict[str, object]:
+    return {
+        "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+        "torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction":
+            torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
+        "torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction":
+            torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction,
+        "torch.get_default_dtype()": str(torch.get_default_dtype()),
+    }
