@@ -8,7 +8,8 @@ import torch
 # atol = rtol per dtype: fp32 as KernelBench does today; fp16/bf16 as KernelBench's 1e-2.
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 1e-2}
 # When the reference is degenerate (a constant or zero output would pass atol), the relative L2 error
-# ||out - ref|| / ||ref - mean(ref)|| must also be small. A constant output scores >= 1 there.
+# ||out - ref|| / ||ref - mean(ref)|| must also be small (||ref|| for a single value). A constant output
+# scores >= 1 there.
 DEGENERATE_REL_L2 = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 2e-2}
 
 
@@ -33,7 +34,7 @@ def degenerate_reason(refs_by_trial: list[list[torch.Tensor]], tol: float) -> st
             continue
         if torch.all(r.abs() <= tol + tol * r.abs()).item() or float(r.abs().max()) <= tol:
             return f"reference output {i} is within tolerance of zero everywhere"
-        if torch.all((r - r.mean()).abs() <= tol + tol * r.abs()).item():
+        if r.numel() > 1 and torch.all((r - r.mean()).abs() <= tol + tol * r.abs()).item():
             return f"reference output {i} is within tolerance of its mean everywhere (near-constant)"
     if len(refs_by_trial) > 1 and all(
         a.shape == b.shape and torch.allclose(a.double(), b.double(), atol=tol, rtol=tol)
@@ -92,8 +93,10 @@ def _compare_one(out: torch.Tensor, ref: torch.Tensor, tol: float, degenerate: b
         result.update(ok=False, mismatch=describe_mismatch(o, r, bad))
         result["message"] = result["mismatch"]["summary"]
     elif degenerate:
-        # Relative to the spread around the mean: a constant (or zero) answer scores >= 1.
-        rel_spread = err / spread if spread > 0 else (0.0 if err == 0 else math.inf)
+        # Relative to the spread around the mean (a constant or zero answer scores >= 1), or for a single
+        # value relative to the value itself.
+        denominator = spread if r.numel() > 1 and spread > 0 else scale
+        rel_spread = err / denominator if denominator > 0 else (0.0 if err == 0 else math.inf)
         result["rel_l2_spread"] = rel_spread
         if rel_spread > DEGENERATE_REL_L2[dtype]:
             result.update(ok=False, message=(

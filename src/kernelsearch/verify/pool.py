@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .sandbox import limit_process, worker_env
+from .static_checks import check_source
 from .verdict import Verdict, VerifyRequest
 
 
@@ -213,7 +214,9 @@ class _Worker:
                 return verdict
 
     def failed(self, request, status, phase, message, began, tail) -> Verdict:
+        language = check_source(request.candidate_source).language
         return Verdict(status=status, message=message, problem=request.problem_name, candidate=request.candidate_name,
+                       language=language,
                        device=self.pool.info.get("device_name", self.pool.device), dtype=request.dtype, phase=phase,
                        elapsed_s=round(time.monotonic() - began, 3), log_tail=tail)
 

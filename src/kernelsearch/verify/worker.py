@@ -129,6 +129,8 @@ class Job:
         self.phase = "static"
         self.modules: list[str] = []
         self.broke_context = False
+        self.freed_sizes: list[int] = []
+        self.reference_aliases = self.reference_mutates = self.reference_broadcasts = False
 
     # ---- the steps, top to bottom ------------------------------------------------------------------------
     def run(self, v) -> None:
@@ -267,7 +269,12 @@ class Job:
                 result = flatten(reference(*args))
         except Exception as e:
             raise Outcome("problem_error", f"the reference Model failed: {_describe(e)}") from None
+        # What the reference itself does is allowed to the candidate: some problems are in-place ops or views.
+        self.reference_aliases |= any(_overlaps(r, a) for r in result for a in args if isinstance(a, self.torch.Tensor))
+        self.reference_mutates |= any(isinstance(a, self.torch.Tensor) and not _same(a, p) for a, p in zip(args, pristine))
+        self.reference_broadcasts |= any(0 in r.stride() for r in result if r.numel() > 1)
         kept = [r.clone() for r in result]
+        self.freed_sizes = [r.untyped_storage().nbytes() for r in result]
         del result  # its memory is freed and then poisoned before the candidate allocates
         self.sync()
         return kept
@@ -297,6 +304,8 @@ class Job:
         v.kernel_launches = self.w.counter.total
         v.pytorch_ops = recorder.compute_ops()
         self.check_integrity()
+        if self.w.device == "cuda" and v.kernel_launches:
+            v.kernel_launches = self.count_own_gpu_kernels(v, model_new, args)
         if v.kernel_launches == 0:
             did = ", ".join(v.pytorch_ops) or "no compute at all"
             raise Outcome("rejected", f"forward launched none of the candidate's own kernels (PyTorch ran: {did})")
@@ -305,6 +314,31 @@ class Job:
                 raise Outcome("rejected", f"--strict: compute left in PyTorch: {', '.join(v.pytorch_ops)}")
             v.warnings.append(f"compute left in PyTorch: {', '.join(v.pytorch_ops)}")
         return model_new
+
+    def count_own_gpu_kernels(self, v, model_new, args) -> int:
+        """On the GPU, a call into a load_inline module proves nothing by itself: it may only call ATen from
+        C++. Profile one forward and count the kernels whose names the candidate's source defines."""
+        import re
+
+        from torch.profiler import ProfilerActivity, profile
+
+        own = set(re.findall(r"__global__\s+(?:__launch_bounds__\([^)]*\)\s+)?\w[\w:<>]*\s+(\w+)\s*\(",
+                             self.req.candidate_source))
+        own |= set(re.findall(r"@triton\.(?:jit|autotune|heuristics)[\s\S]*?def\s+(\w+)", self.req.candidate_source))
+        try:
+            with self.torch.no_grad(), profile(activities=[ProfilerActivity.CUDA]) as prof:
+                model_new(*_clone(args))
+                self.sync()
+        except Exception as e:
+            v.warnings.append(f"could not profile the kernels launched: {_describe(e)}")
+            return v.kernel_launches
+        kernels = [e.name for e in prof.events() if "CUDA" in str(e.device_type)]
+        mine = [k for k in kernels if any(name in k for name in own)]
+        v.checks["gpu_kernels"] = {"own": sorted(set(mine)), "other": sorted(set(kernels) - set(mine))[:20]}
+        if not mine:
+            ran = ", ".join(sorted(set(kernels))[:6]) or "no kernels"
+            raise Outcome("rejected", f"forward ran none of the candidate's own GPU kernels (the GPU ran: {ran})")
+        return len(mine)
 
     def candidate_outputs(self, model_new, pristine: list) -> list:
         from .correctness import flatten
@@ -325,15 +359,15 @@ class Job:
             outs = flatten(raw)
         except TypeError as e:
             raise Outcome("rejected", f"{e} (an object whose work happens later)") from None
-        for i, (arg, original) in enumerate(zip(args, pristine)):
-            if isinstance(arg, torch.Tensor) and not _same(arg, original):
-                raise Outcome("rejected", f"forward modified its input {i} in place")
         for j, out in enumerate(outs):
             for i, arg in enumerate(args):
-                if isinstance(arg, torch.Tensor) and _overlaps(out, arg):
+                if not self.reference_aliases and isinstance(arg, torch.Tensor) and _overlaps(out, arg):
                     raise Outcome("rejected", f"output {j} shares memory with input {i} (aliasing an input)")
-            if any(stride == 0 and size > 1 for stride, size in zip(out.stride(), out.shape)):
+            if not self.reference_broadcasts and any(st == 0 and n > 1 for st, n in zip(out.stride(), out.shape)):
                 raise Outcome("rejected", f"output {j} is a broadcast view (stride 0): most of it was never computed")
+        for i, (arg, original) in enumerate(zip(args, pristine)):
+            if not self.reference_mutates and isinstance(arg, torch.Tensor) and not _same(arg, original):
+                raise Outcome("rejected", f"forward modified its input {i} in place")
         return outs
 
     def compile_only(self, v, init_inputs) -> None:
@@ -496,8 +530,10 @@ class Job:
 
     def classify(self, e: BaseException, where: str) -> tuple[str, str]:
         text = str(e)
+        # InterpreterError: Triton's interpreter met an error while tracing the kernel body, which is a
+        # CompilationError when the same kernel is compiled for a GPU.
         compile_markers = ("CompilationError", "Error building extension", "SyntaxError", "ImportError",
-                           "ModuleNotFoundError", "IndentationError", "NameError")
+                           "ModuleNotFoundError", "IndentationError", "NameError", "InterpreterError")
         kind = type(e).__name__
         if "CUDA error" in text or "illegal memory access" in text or "misaligned address" in text:
             self.broke_context = True
@@ -526,8 +562,10 @@ class Job:
             held = [torch.empty(s, dtype=torch.uint8, device="cuda").fill_(255) for s in sizes]
             torch.cuda.synchronize()
         else:
-            # glibc hands small freed blocks back out; large ones are unmapped and come back zeroed.
-            held = [torch.empty(1 << k, dtype=torch.uint8).fill_(255) for k in range(10, 17)]
+            # glibc hands a freed block of the same size straight back out (large ones are unmapped and come
+            # back zeroed): claim the reference outputs' sizes first, then a ladder of small sizes.
+            sizes = self.freed_sizes + [1 << k for k in range(6, 17)]
+            held = [torch.empty(s, dtype=torch.uint8).fill_(255) for s in sizes]
         del held
 
     def cleanup(self) -> None:

@@ -1,0 +1,93 @@
+"""Every documented reward hack comes back rejected or incorrect, with a message that names what it did.
+Each case fails if the check that catches it is removed (the hack would otherwise pass as correct)."""
+import threading
+
+import pytest
+import torch
+
+from kernelsearch.verify.runtime_guards import Integrity
+from kernelsearch.verify.timing import roofline_floor_ms
+
+from .conftest import HACKS
+
+CASES = [  # hack file, problem, status, words from the message
+    ("output_buffer_reuse", "elementwise_add_relu", "incorrect", "trial 0"),
+    ("input_mutation", "elementwise_add_relu", "rejected", "modified its input 1 in place"),
+    ("constant_softmax", "softmax_wide", "incorrect", "reference is degenerate"),
+    ("hardcoded_shape", "elementwise_add_relu", "incorrect", "second input shape"),
+    ("pytorch_only", "elementwise_add_relu", "rejected", "none of the candidate's own kernels (PyTorch ran: add, relu)"),
+    ("try_except_fallback", "elementwise_add_relu", "rejected", "try/except"),
+    ("inherits_reference", "elementwise_add_relu", "rejected", "reference Model"),
+    ("side_stream", "elementwise_add_relu", "rejected", "another CUDA stream"),
+    ("thread", "elementwise_add_relu", "rejected", "imports threading"),
+    ("lazy_subclass", "elementwise_add_relu", "rejected", "torch.Tensor subclass"),
+    ("lazy_callable", "elementwise_add_relu", "rejected", "work happens later"),
+    ("patch_timer", "elementwise_add_relu", "rejected", "assigns to torch.cuda.synchronize"),
+    ("patch_via_alias", "elementwise_add_relu", "rejected", "replaced torch.cuda.synchronize"),
+    ("frame_inspection", "elementwise_add_relu", "rejected", "imports inspect"),
+    ("reads_environment", "elementwise_add_relu", "rejected", "imports os"),
+    ("opens_socket", "elementwise_add_relu", "rejected", "imports socket"),
+    ("result_cache", "elementwise_add_relu", "incorrect", "trial 1"),
+    ("precision_downgrade", "elementwise_add_relu", "incorrect", "elements wrong"),
+    ("output_aliases_input", "elementwise_add_relu", "rejected", "shares memory with input 0"),
+    ("broadcast_view", "elementwise_add_relu", "rejected", "broadcast view"),
+    ("nondeterministic", "elementwise_add_relu", "incorrect", "two runs on the same inputs disagree"),
+]
+
+
+@pytest.mark.parametrize("hack, problem, status, words", CASES, ids=[c[0] for c in CASES])
+def test_hack_is_caught(verify, hack, problem, status, words):
+    v = verify(problem, HACKS / f"{hack}.py")
+    assert v.status == status, f"{v.status}: {v.message}"
+    assert words in v.message
+
+
+def test_unwritten_output_reads_as_poison(verify):
+    v = verify("elementwise_add_relu", HACKS / "output_buffer_reuse.py")
+    assert v.trials[0]["mismatch"]["fraction_wrong"] > 0.9
+
+
+def test_partial_pytorch_is_listed_and_strict_rejects_it(verify):
+    plain = verify("elementwise_add_relu", HACKS / "pytorch_fallback_partial.py")
+    assert plain.status == "correct" and plain.pytorch_ops == ["add", "relu"]
+    assert any("compute left in PyTorch: add, relu" in w for w in plain.warnings)
+    strict = verify("elementwise_add_relu", HACKS / "pytorch_fallback_partial.py", strict=True)
+    assert strict.status == "rejected" and "add, relu" in strict.message
+
+
+def test_a_tainted_worker_is_replaced(verify, pool):
+    verify("elementwise_add_relu", HACKS / "patch_via_alias.py")
+    after = verify("elementwise_add_relu", HACKS / "../add_relu_triton.py", trials=1)
+    assert after.status == "correct", after.message
+
+
+def test_integrity_sees_threads_settings_and_patches():
+    integrity = Integrity()
+    assert integrity.violations() == []
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        assert any("thread" in v for v in integrity.violations())
+    finally:
+        stop.set()
+        worker.join()
+    original = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = not original
+    try:
+        assert any("allow_tf32" in v for v in integrity.violations())
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = original
+    original_allclose = torch.allclose
+    torch.allclose = lambda *a, **k: True
+    try:
+        assert "replaced torch.allclose (monkey-patching the harness)" in integrity.violations()
+    finally:
+        torch.allclose = original_allclose
+
+
+def test_roofline_floor():
+    # 1 GFLOP of bf16 on an H100 is ~1 us of compute; 1 GB at 3.35 TB/s is ~0.3 ms: memory bound.
+    assert roofline_floor_ms(1e9, 1e9, "bf16", "NVIDIA H100 80GB HBM3") == pytest.approx(1e3 / 3.35e3, rel=1e-6)
+    assert roofline_floor_ms(1e15, 1.0, "bf16", "NVIDIA H200") == pytest.approx(1e3 * 1e15 / 989e12, rel=1e-6)
+    assert roofline_floor_ms(1e9, 1e9, "fp32", "Some Future GPU") is None

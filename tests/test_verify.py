@@ -1,0 +1,139 @@
+"""End to end on the CPU: the worker pool runs candidates under the Triton interpreter."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import CANDIDATES, ON_GPU, PROBLEMS
+
+HONEST = [  # problem, candidate, PyTorch ops the candidate keeps
+    ("elementwise_add_relu", "add_relu_triton", []),
+    ("matmul", "matmul_triton", []),
+    ("row_sum", "row_sum_triton", []),
+    ("softmax", "softmax_triton", []),
+    ("cross_entropy", "cross_entropy_triton", []),
+    ("conv_relu_bias", "conv_relu_bias_partial", ["convolution"]),
+]
+
+
+@pytest.mark.parametrize("problem, candidate, kept", HONEST)
+def test_honest_candidates_are_correct(verify, problem, candidate, kept):
+    v = verify(problem, CANDIDATES / f"{candidate}.py")
+    assert v.status == "correct", v.message
+    assert len(v.trials) == 5 and all(t["ok"] for t in v.trials)
+    assert {t["order"] for t in v.trials} == {"reference_first", "candidate_first"}
+    assert len({t["seed"] for t in v.trials}) == 5
+    assert v.checks["determinism"]["ok"]
+    assert v.checks["second_shape"]["ok"], v.checks
+    assert v.kernel_launches >= 1
+    assert v.pytorch_ops == kept
+    assert v.timing is None
+    if not ON_GPU:
+        assert "no GPU" in v.timing_unavailable
+
+
+@pytest.mark.skipif(not ON_GPU, reason="timing needs a GPU")
+@pytest.mark.parametrize("problem, candidate", [("elementwise_add_relu", "add_relu_triton"), ("matmul", "matmul_triton")])
+def test_gpu_timing_against_eager_and_compile(verify, problem, candidate):
+    v = verify(problem, CANDIDATES / f"{candidate}.py", timing=True)
+    assert v.status == "correct", v.message
+    assert v.timing["candidate"]["median_ms"] > 0 and v.timing["candidate"]["reps"] >= 20
+    assert v.timing["eager"]["median_ms"] > 0
+    assert v.timing["speedup_vs_eager"] == pytest.approx(
+        v.timing["eager"]["median_ms"] / v.timing["candidate"]["median_ms"], rel=1e-3)
+    assert "speedup_vs_compile" in v.timing, v.timing.get("compile")
+    assert v.checks["fresh_inputs_after_timing"]["ok"]
+    assert v.checks["roofline"]["floor_ms"] > 0
+
+
+def test_fp16_run_casts_float_inputs_but_not_integer_targets(verify):
+    v = verify("cross_entropy", CANDIDATES / "cross_entropy_triton.py", dtype="fp16", trials=2)
+    assert v.status == "correct", v.message
+    assert v.dtype == "fp16"
+
+
+def test_missing_tail_mask_is_reported_with_its_location(verify):
+    v = verify("elementwise_add_relu", CANDIDATES / "add_relu_wrong_tail.py")
+    assert v.status == "incorrect"
+    assert "along dim 1 (size 1000) only indices 512..999 are wrong" in v.message
+    mismatch = v.trials[-1]["mismatch"]
+    assert mismatch["first_wrong_index"][1] >= 512 and 0 < mismatch["fraction_wrong"] < 1
+
+
+def test_wrong_scale_is_reported(verify):
+    v = verify("matmul", CANDIDATES / "matmul_wrong_scale.py")
+    assert v.status == "incorrect"
+    assert "2 x the reference" in v.message and "every element" in v.message
+
+
+@pytest.mark.parametrize("candidate, status, phase, text", [
+    ("crash_raises", "runtime_error", "compile", "kernel gave up"),
+    ("out_of_bounds", "runtime_error", "compile", "illegal memory access" if ON_GPU else "SIGSEGV"),
+    ("hang", "timeout", "run", "ran past its 15s limit"),
+    ("triton_compile_error", "compile_error", "compile", "power of 2"),
+    ("syntax_error", "compile_error", "static", "syntax error at line 6"),
+    ("no_model_new", "compile_error", "static", "defines no class ModelNew"),
+])
+def test_failures_become_verdicts_and_the_pool_keeps_working(verify, candidate, status, phase, text):
+    v = verify("elementwise_add_relu", CANDIDATES / f"{candidate}.py")
+    assert (v.status, v.phase) == (status, phase), v.message
+    assert text in v.message
+    after = verify("elementwise_add_relu", CANDIDATES / "add_relu_triton.py", trials=1)
+    assert after.status == "correct", after.message
+
+
+def test_candidate_error_points_at_its_line(verify):
+    v = verify("elementwise_add_relu", CANDIDATES / "crash_raises.py")
+    assert "candidate.py:20" in v.message
+
+
+@pytest.mark.skipif(ON_GPU, reason="the size limit is the CPU interpreter's")
+def test_too_large_for_the_interpreter_is_refused_and_set_shrinks_it(verify):
+    v = verify("huge_relu", CANDIDATES / "add_relu_triton.py")
+    assert v.status == "problem_error"
+    assert "too large for the CPU interpreter" in v.message and "batch_size=4096" in v.message
+    small = verify("huge_relu", CANDIDATES / "relu_triton.py", {"batch_size": "2", "dim": "1000"}, trials=2)
+    assert small.status == "correct", small.message
+    assert small.overrides == {"batch_size": ["4096", "2"], "dim": ["393216", "1000"]}
+
+
+def test_strict_rejects_what_plain_mode_lists(verify):
+    plain = verify("conv_relu_bias", CANDIDATES / "conv_relu_bias_partial.py", trials=1)
+    strict = verify("conv_relu_bias", CANDIDATES / "conv_relu_bias_partial.py", trials=1, strict=True)
+    assert plain.status == "correct" and plain.pytorch_ops == ["convolution"]
+    assert strict.status == "rejected" and "convolution" in strict.message
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "kernelsearch", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_json_verdict_and_exit_codes(tmp_path):
+    ok = run_cli("verify", str(PROBLEMS / "softmax.py"), str(CANDIDATES / "softmax_triton.py"), "--json",
+                 "--trials", "2", "--device", "cpu")
+    assert ok.returncode == 0, ok.stderr
+    verdict = json.loads(ok.stdout)
+    assert verdict["status"] == "correct" and len(verdict["trials"]) == 2
+    bad = run_cli("verify", str(PROBLEMS / "softmax.py"), str(CANDIDATES / "add_relu_wrong_tail.py"), "--device", "cpu")
+    assert bad.returncode == 1
+    assert bad.stdout.startswith("incorrect") or bad.stdout.startswith("runtime_error")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["verify", "absent.py", "x.py"], "problem file not found"),
+    (["verify", str(PROBLEMS / "softmax.py"), "absent.py"], "candidate file not found"),
+    (["verify", str(PROBLEMS / "softmax.py"), str(CANDIDATES / "softmax_triton.py"), "--set", "nope=1"],
+     "no such top-level constant"),
+])
+def test_cli_usage_errors_exit_2_with_one_line(args, message):
+    done = run_cli(*args)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cli_problem_without_model_exits_2(tmp_path):
+    problem = tmp_path / "p.py"
+    problem.write_text("def get_inputs(): return []\n")
+    done = run_cli("verify", str(problem), str(CANDIDATES / "softmax_triton.py"))
+    assert done.returncode == 2 and "defines no Model" in done.stderr
