@@ -44,7 +44,10 @@ def test_hack_is_caught(verify, hack, problem, status, words):
 
 def test_unwritten_output_reads_as_poison(verify):
     v = verify("elementwise_add_relu", HACKS / "output_buffer_reuse.py")
-    assert v.trials[0]["mismatch"]["fraction_wrong"] > 0.9
+    # Trial 0 runs the reference first and frees its output: none of that answer may reach the candidate.
+    # (ReLU's zeros can still match fresh, zeroed memory: about a quarter of the elements.)
+    assert v.trials[0]["order"] == "reference_first"
+    assert v.trials[0]["mismatch"]["fraction_wrong"] > 0.5
 
 
 def test_partial_pytorch_is_listed_and_strict_rejects_it(verify):
@@ -65,13 +68,19 @@ def test_integrity_sees_threads_settings_and_patches():
     integrity = Integrity()
     assert integrity.violations() == []
     stop = threading.Event()
-    worker = threading.Thread(target=stop.wait)
-    worker.start()
+    helper = threading.Thread(target=stop.wait)  # a library's helper thread: not the candidate's
+    helper.start()
+    job_code = type("JobThread", (threading.Thread,), {"run": lambda self: stop.wait(), "__module__": "ks_candidate_x"})
+    job_code.run.__module__ = "ks_candidate_x"
+    candidate_thread = job_code()
     try:
-        assert any("thread" in v for v in integrity.violations())
+        assert integrity.violations() == []
+        candidate_thread.start()
+        assert any("thread(s) running its own code" in v for v in integrity.violations())
     finally:
         stop.set()
-        worker.join()
+        helper.join()
+        candidate_thread.join()
     original = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = not original
     try:

@@ -150,7 +150,9 @@ class Integrity:
                     self.watched[f"{module.__name__}.{name}"] = (module, name)
         self.snapshot = {name: getattr(obj, attr, None) for name, (obj, attr) in self.watched.items()}
         self.settings = _precision_settings()
-        self.threads = threading.active_count()
+        # torch and Triton start helper threads of their own (profiler, extension builds); only threads that
+        # run code loaded from a job's files (modules named ks_*) are the candidate's.
+        self.threads = {t.ident for t in threading.enumerate()}
 
     def violations(self) -> list[str]:
         found = [f"replaced {name} (monkey-patching the harness)" for name, (obj, attr) in self.watched.items()
@@ -158,8 +160,9 @@ class Integrity:
         settings = _precision_settings()
         found += [f"changed {k} from {self.settings[k]} to {v} (precision or backend setting)"
                   for k, v in settings.items() if v != self.settings[k]]
-        if threading.active_count() > self.threads:
-            found.append(f"started {threading.active_count() - self.threads} thread(s) that are still running")
+        started = [t for t in threading.enumerate() if t.ident not in self.threads and _runs_job_code(t)]
+        if started:
+            found.append(f"started {len(started)} thread(s) running its own code, still alive after the call")
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             if torch.cuda.current_stream() != torch.cuda.default_stream():
                 found.append("left a non-default CUDA stream current")
@@ -168,6 +171,12 @@ class Integrity:
     def restore_settings(self) -> None:
         torch.backends.cuda.matmul.allow_tf32 = self.settings["torch.backends.cuda.matmul.allow_tf32"]
         torch.backends.cudnn.allow_tf32 = self.settings["torch.backends.cudnn.allow_tf32"]
+
+
+def _runs_job_code(thread: threading.Thread) -> bool:
+    target = getattr(thread, "_target", None) or thread.run
+    module = getattr(target, "__module__", None) or getattr(getattr(target, "__func__", None), "__module__", "")
+    return str(module).startswith("ks_")
 
 
 def _precision_settings() -> dict[str, object]:

@@ -5,6 +5,7 @@ KS_RESPONSE_FD: {"event": "ready"}, {"event": "phase", "phase": ...}, {"event": 
 candidate's own prints go to stderr (the worker log), never into the protocol."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import json
@@ -31,7 +32,7 @@ def main() -> None:
     os.dup2(2, 1)  # anything printed from here on lands in the worker log
     worker = Worker(device=os.environ.get("KS_DEVICE", "cpu"), protocol=protocol)
     from .sandbox import network_isolated
-    worker.send(event="ready", network_isolated=network_isolated(), **worker.describe())
+    worker.send(event="ready", network_isolated=network_isolated(), **worker.info)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -63,6 +64,7 @@ class Worker:
         self.counter.install()
         self.integrity = Integrity(extra_modules=[correctness, timing])
         self.baselines: dict[str, dict] = {}  # problem key -> eager/compile timings, measured once per worker
+        self.info = self.describe()
         self.jobs = 0
         self.current_job = None
 
@@ -83,7 +85,7 @@ class Worker:
         workdir.mkdir(parents=True, exist_ok=True)
         job = Job(self, req, job_id, workdir)
         verdict = Verdict(status="correct", message="", problem=req.problem_name, candidate=req.candidate_name,
-                          device=self.describe()["device_name"], dtype=req.dtype, overrides=req.overrides)
+                          device=self.info["device_name"], dtype=req.dtype, overrides=req.overrides)
         began = time.perf_counter()
         tainted = False
         try:
@@ -93,16 +95,19 @@ class Worker:
         except BaseException as e:  # a verifier bug must still come back as a verdict
             traceback.print_exc()
             verdict.status, verdict.message = "runtime_error", f"verifier error: {type(e).__name__}: {e}"
-        finally:
-            verdict.phase = job.phase
-            verdict.elapsed_s = round(time.perf_counter() - began, 3)
+        verdict.phase = job.phase
+        verdict.elapsed_s = round(time.perf_counter() - began, 3)
+        try:  # after a sticky CUDA error every device call raises: then the process is done for
             violations = self.integrity.violations()
-            if violations:
-                tainted = True
-                self.integrity.restore_settings()
-                if verdict.status in ("correct", "incorrect", "runtime_error"):
-                    verdict.status, verdict.message = "rejected", "; ".join(violations)
             job.cleanup()
+        except Exception:
+            traceback.print_exc()
+            violations, job.broke_context = [], True
+        if violations:
+            tainted = True
+            self.integrity.restore_settings()
+            if verdict.status in ("correct", "incorrect", "runtime_error"):
+                verdict.status, verdict.message = "rejected", "; ".join(violations)
         self.jobs += 1
         return verdict.to_json(), self.canary() and not tainted and not job.broke_context
 
@@ -295,17 +300,18 @@ class Job:
         args = _clone(self.inputs(problem, self.req.seed))
         self.counter_reset()
         recorder = OpRecorder(self.w.counter)
+        profiler = self.gpu_profiler(v)
         try:
-            with torch.no_grad(), recorder:
+            with torch.no_grad(), recorder, profiler:
                 model_new(*args)  # the first call compiles Triton kernels; its output is not judged
-            self.sync()
+                self.sync()
         except Exception as e:
             raise Outcome(*self.classify(e, "the first forward call")) from None
         v.kernel_launches = self.w.counter.total
         v.pytorch_ops = recorder.compute_ops()
         self.check_integrity()
-        if self.w.device == "cuda" and v.kernel_launches:
-            v.kernel_launches = self.count_own_gpu_kernels(v, model_new, args)
+        if self.w.device == "cuda" and v.kernel_launches and not isinstance(profiler, contextlib.nullcontext):
+            v.kernel_launches = self.count_own_gpu_kernels(v, profiler)
         if v.kernel_launches == 0:
             did = ", ".join(v.pytorch_ops) or "no compute at all"
             raise Outcome("rejected", f"forward launched none of the candidate's own kernels (PyTorch ran: {did})")
@@ -315,24 +321,31 @@ class Job:
             v.warnings.append(f"compute left in PyTorch: {', '.join(v.pytorch_ops)}")
         return model_new
 
-    def count_own_gpu_kernels(self, v, model_new, args) -> int:
+    def gpu_profiler(self, v):
         """On the GPU, a call into a load_inline module proves nothing by itself: it may only call ATen from
-        C++. Profile one forward and count the kernels whose names the candidate's source defines."""
+        C++. The first forward runs under the profiler, so that the kernels it launched can be named."""
+        if self.w.device != "cuda":
+            return contextlib.nullcontext()
+        try:
+            from torch.profiler import ProfilerActivity, profile
+            return profile(activities=[ProfilerActivity.CUDA])
+        except Exception as e:
+            v.warnings.append(f"no profiler, kernels not named: {_describe(e)}")
+            return contextlib.nullcontext()
+
+    def count_own_gpu_kernels(self, v, profiler) -> int:
+        """Kernels of the first forward whose names the candidate's source defines (__global__ functions and
+        @triton.jit functions); none of them means the GPU work was PyTorch's."""
         import re
 
-        from torch.profiler import ProfilerActivity, profile
-
-        own = set(re.findall(r"__global__\s+(?:__launch_bounds__\([^)]*\)\s+)?\w[\w:<>]*\s+(\w+)\s*\(",
-                             self.req.candidate_source))
-        own |= set(re.findall(r"@triton\.(?:jit|autotune|heuristics)[\s\S]*?def\s+(\w+)", self.req.candidate_source))
+        source = self.req.candidate_source
+        own = set(re.findall(r"__global__\s+(?:__launch_bounds__\([^)]*\)\s+)?\w[\w:<>]*\s+(\w+)\s*\(", source))
+        own |= set(re.findall(r"@triton\.(?:jit|autotune|heuristics)[\s\S]*?def\s+(\w+)", source))
         try:
-            with self.torch.no_grad(), profile(activities=[ProfilerActivity.CUDA]) as prof:
-                model_new(*_clone(args))
-                self.sync()
+            kernels = [e.name for e in profiler.events() if "CUDA" in str(e.device_type)]
         except Exception as e:
-            v.warnings.append(f"could not profile the kernels launched: {_describe(e)}")
+            v.warnings.append(f"could not read the profiler: {_describe(e)}")
             return v.kernel_launches
-        kernels = [e.name for e in prof.events() if "CUDA" in str(e.device_type)]
         mine = [k for k in kernels if any(name in k for name in own)]
         v.checks["gpu_kernels"] = {"own": sorted(set(mine)), "other": sorted(set(kernels) - set(mine))[:20]}
         if not mine:
