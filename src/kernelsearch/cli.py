@@ -28,8 +28,36 @@ def main(argv: list[str] | None = None) -> None:
     verify.add_argument("--run-timeout", type=float, default=300.0, metavar="S")
     verify.add_argument("--json", action="store_true", help="print one JSON verdict")
 
+    attention = commands.add_parser("attention", help="turn a FlexAttention-style score_mod/mask_mod spec into a "
+                                    "verified, fused Triton kernel (no model, no API key)")
+    attention.add_argument("spec", help="Python file with score_mod and/or mask_mod, SHAPES and TEST_SHAPES")
+    attention.add_argument("--out", default="runs/attention", help="directory for the kernel and its problems")
+    attention.add_argument("--tune", action="store_true", help="search block sizes, warps and stages (GPU)")
+    attention.add_argument("--bench", action="store_true", help="time against FlexAttention and SDPA (GPU)")
+    attention.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    attention.add_argument("--trials", type=int, default=None, help="verification trials per shape")
+
     args = parser.parse_args(argv)
+    if args.command == "attention":
+        sys.exit(run_attention(args))
     sys.exit(run_verify(args))
+
+
+def run_attention(args) -> int:
+    from .attention.spec import SpecError, load_spec
+    from .attention.trace import TraceError
+    from .attention.workflow import run_attention as run
+
+    try:
+        spec = load_spec(args.spec)
+        result = run(spec, Path(args.out), device=args.device, tune=args.tune, bench=args.bench, trials=args.trials,
+                     progress=lambda line: print(line, flush=True))
+    except (SpecError, TraceError, ValueError) as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    passed = sum(v.status == "correct" for _, v in result.verdicts)
+    print(f"{spec.name}: {passed}/{len(result.verdicts)} shapes verified correct; kernel: {result.kernel_path}")
+    return EXIT_CORRECT if result.ok else EXIT_REJECTED
 
 
 def run_verify(args) -> int:

@@ -26,17 +26,20 @@ class Problem:
         """Identifies this exact problem text; workers cache baselines under it."""
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
 
-    def variant(self) -> tuple[str, dict[str, tuple[object, object]]] | None:
+    def variant(self, only: set[str] | None = None) -> tuple[str, dict[str, tuple[object, object]]] | None:
         """A second input shape: every size constant that the model's constructor does not read, changed to an
         odd value about half as large (so that missing tail masks show). None when no constant can vary.
 
-        The worker checks that the reference still runs on it and skips the shape check if not."""
+        The worker checks that the reference still runs on it and skips the shape check if not. `only` limits
+        the change to the named constants (generated problems know which of theirs are sizes)."""
         tree = ast.parse(self.source)
         fixed = _closure(_names_read_by(tree, "get_init_inputs") | _names_read_by(tree, "Model"), _dependencies(tree))
         literal = {_single_target(n) for n in tree.body if _single_target(n) and isinstance(n.value, ast.Constant)}
         changes: dict[str, tuple[object, object]] = {}
         for name, value in self.constants.items():
             # Derived constants (dim = 2 * N) follow their sources, so only literals change.
+            if only is not None and name not in only:
+                continue
             if name in fixed or name not in literal or not isinstance(value, int) or isinstance(value, bool):
                 continue
             if value < 2:

@@ -11,9 +11,11 @@ __all__ = ["PoolConfig", "WorkerPool", "Verdict", "VerifyRequest", "STATUSES", "
            "resolve_device"]
 
 
-def make_request(problem: Problem, candidate_source: str, candidate_name: str = "candidate", **options) -> VerifyRequest:
-    """A request for one candidate against a loaded problem, with the problem's second shape attached."""
-    variant = problem.variant()
+def make_request(problem: Problem, candidate_source: str, candidate_name: str = "candidate",
+                 variant_names: set[str] | None = None, **options) -> VerifyRequest:
+    """A request for one candidate against a loaded problem, with the problem's second shape attached
+    (changing only `variant_names` when given)."""
+    variant = problem.variant(variant_names)
     return VerifyRequest(
         problem_source=problem.source, candidate_source=candidate_source, problem_name=problem.name,
         candidate_name=candidate_name, variant_source=variant[0] if variant else None,

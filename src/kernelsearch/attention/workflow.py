@@ -1,0 +1,94 @@
+"""`kernelsearch attention`: generate the kernel, write it out, verify it per shape, optionally tune and bench."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..problem import load_problem
+from ..verify import PoolConfig, WorkerPool, make_request, resolve_device
+from .generate import generate, problem_source
+from .spec import AttentionSpec, Shape
+
+# The verifier's second input shape may change only these problem constants: the spec's own constants
+# (a window, a grid, a head count that sizes a captured tensor) are part of the kernel.
+SIZE_CONSTANTS = {"batch_size", "q_len", "kv_len", "head_dim"}
+CPU_TRIALS = 3  # the interpreter runs a 4096-token 2D-neighborhood case in ~13 s per call
+
+
+@dataclass
+class AttentionResult:
+    kernel_path: Path
+    verdicts: list = field(default_factory=list)  # (shape, Verdict)
+    tuning: dict = field(default_factory=dict)
+    bench: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.verdicts) and all(v.status == "correct" for _, v in self.verdicts)
+
+
+def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune: bool = False,
+                  bench: bool = False, trials: int | None = None, progress=print) -> AttentionResult:
+    device = resolve_device(device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    configs = {}
+    if tune:
+        if device != "cuda":
+            raise ValueError("--tune needs a GPU (block sizes tuned in the interpreter would mean nothing)")
+        from .tune import tune_configs
+        configs = tune_configs(spec, generate(spec).source, out_dir, progress)
+    kernel = generate(spec, configs)
+    kernel_path = out_dir / f"{spec.name}_attention.py"
+    kernel_path.write_text(kernel.source)
+    progress(f"wrote {kernel_path}")
+    result = AttentionResult(kernel_path=kernel_path, tuning=configs)
+
+    shapes = spec.shapes if device == "cuda" else spec.test_shapes
+    names = [c.name for c in kernel.captures]
+    with WorkerPool(PoolConfig(device=device)) as pool:
+        for i, shape in enumerate(shapes):
+            problem_path = out_dir / "problems" / f"{spec.name}_{i}.py"
+            problem_path.parent.mkdir(exist_ok=True)
+            problem_path.write_text(problem_source(spec, shape, names))
+            request = make_request(load_problem(problem_path), kernel.source, kernel_path.stem,
+                                   variant_names=SIZE_CONSTANTS, dtype=shape.dtype,
+                                   trials=trials or (5 if device == "cuda" else CPU_TRIALS),
+                                   timing=False)  # --bench times against FlexAttention and SDPA instead
+            verdict = pool.verify(request)
+            result.verdicts.append((shape, verdict))
+            progress(f"{verdict.status:9s} {shape.label()}: {verdict.message}")
+    if bench:
+        if device != "cuda":
+            raise ValueError("--bench needs a GPU")
+        from .bench import bench_spec
+        result.bench = bench_spec(spec, kernel_path, progress)
+    summary = {
+        "spec": spec.path, "kernel": str(kernel_path), "tuning": configs, "bench": result.bench,
+        "verdicts": [{"shape": shape.label(), **verdict.to_json()} for shape, verdict in result.verdicts],
+    }
+    (out_dir / f"{spec.name}_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return result
+
+
+def load_kernel_module(path: Path):
+    """Import a generated kernel file (Triton reads kernel source through inspect, so it must be a file)."""
+    import importlib.util
+    import sys
+
+    name = f"ks_generated_{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def make_inputs(shape: Shape, device: str, seed: int = 0):
+    import torch
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[shape.dtype]
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    q = torch.randn(shape.batch, shape.heads, shape.q_len, shape.head_dim, generator=generator)
+    k = torch.randn(shape.batch, shape.n_kv_heads, shape.kv_len, shape.head_dim, generator=generator)
+    v = torch.randn(shape.batch, shape.n_kv_heads, shape.kv_len, shape.head_dim, generator=generator)
+    return [t.to(device=device, dtype=dtype) for t in (q, k, v)]
