@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: install into .venv, then verify the example kernel and print the verdict.
+# The main job on a fresh machine: install into .venv, then turn the relative-position attention example into a
+# fused Triton kernel and verify it (on the CPU through Triton's interpreter when there is no GPU).
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -x .venv/bin/kernelsearch ]; then
@@ -7,4 +8,4 @@ if [ ! -x .venv/bin/kernelsearch ]; then
     .venv/bin/python -m pip install -q torch==2.13.0
     .venv/bin/python -m pip install -q -e .
 fi
-exec .venv/bin/kernelsearch verify examples/verify/softmax_problem.py examples/verify/softmax_triton.py "$@"
+exec .venv/bin/kernelsearch attention examples/attention/relative_position.py --out runs/attention "$@"

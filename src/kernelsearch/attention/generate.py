@@ -118,9 +118,14 @@ class Model(torch.nn.Module):
         self.captures = dict(zip(_KS_CAPTURES, captures))
 
     def forward(self, q, k, v):
-        # The mods read their captured tensors as globals: point those at the ones this model was built with.
+        # The mods read their captured tensors as globals: point those at the ones this model was built with,
+        # on the inputs' device, for this call only.
+        saved = {{name: globals()[name] for name in self.captures}}
         globals().update({{name: t.to(q.device) for name, t in self.captures.items()}})
-        return reference_attention(q, k, v, _KS_SCORE_MOD, _KS_MASK_MOD)
+        try:
+            return reference_attention(q, k, v, _KS_SCORE_MOD, _KS_MASK_MOD)
+        finally:
+            globals().update(saved)
 
 
 def get_inputs():

@@ -29,8 +29,18 @@ class AttentionResult:
 
 
 def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune: bool = False,
-                  bench: bool = False, trials: int | None = None, progress=print) -> AttentionResult:
+                  bench: bool = False, trials: int | None = None, shape_indices: list[int] | None = None,
+                  flex_autotune: bool = False, progress=print) -> AttentionResult:
     device = resolve_device(device)
+    if shape_indices:
+        shapes = spec.shapes if device == "cuda" else spec.test_shapes
+        if any(not 0 <= i < len(shapes) for i in shape_indices):
+            raise ValueError(f"--shape takes indices 0..{len(shapes) - 1} of the spec's "
+                             f"{'SHAPES' if device == 'cuda' else 'TEST_SHAPES'}")
+        if device == "cuda":
+            spec.shapes = [shapes[i] for i in shape_indices]
+        else:
+            spec.test_shapes = [shapes[i] for i in shape_indices]
     out_dir.mkdir(parents=True, exist_ok=True)
     configs = {}
     if tune:
@@ -62,7 +72,7 @@ def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune
         if device != "cuda":
             raise ValueError("--bench needs a GPU")
         from .bench import bench_spec
-        result.bench = bench_spec(spec, kernel_path, progress)
+        result.bench = bench_spec(spec, kernel_path, progress, autotune_flex=flex_autotune)
     summary = {
         "spec": spec.path, "kernel": str(kernel_path), "tuning": configs, "bench": result.bench,
         "verdicts": [{"shape": shape.label(), **verdict.to_json()} for shape, verdict in result.verdicts],

@@ -1,4 +1,5 @@
-"""Hack 9: computes once, then returns the cached result for every call with the same shape."""
+"""Hack 9: computes once, then returns the cached result for every call with the same shape (a token launch
+per call keeps the launch counter happy)."""
 import torch
 import torch.nn as nn
 import triton
@@ -27,6 +28,7 @@ class ModelNew(nn.Module):
 
     def forward(self, a, b):
         key = tuple(a.shape)
+        fresh = add_relu(a, b, torch.empty_like(a))
         if key not in self.cache:
-            self.cache[key] = add_relu(a, b, torch.empty_like(a))
+            self.cache[key] = fresh
         return self.cache[key]

@@ -1,0 +1,126 @@
+"""The attention generator on the CPU: every example generates and verifies under Triton's interpreter."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kernelsearch.attention.generate import generate
+from kernelsearch.attention.spec import SpecError, load_spec
+from kernelsearch.attention.trace import TraceError
+from kernelsearch.attention.workflow import run_attention
+
+EXAMPLES = Path(__file__).parents[1] / "examples" / "attention"
+NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py"))
+
+
+def write_spec(tmp_path, body: str, shapes: str = 'dict(batch=1, heads=2, q_len=40, kv_len=40, head_dim=16, '
+                                                 'dtype="fp32")') -> Path:
+    path = tmp_path / "spec.py"
+    path.write_text("import torch\n" + textwrap.dedent(body) + f"\nSHAPES = [{shapes}]\nTEST_SHAPES = [{shapes}]\n")
+    return path
+
+
+def test_all_eight_examples_are_there():
+    assert NAMES == ["alibi_causal", "causal", "document_mask", "neighborhood_2d", "prefix_lm", "relative_position",
+                     "sliding_window", "softcap"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_example_generates_and_verifies_on_the_cpu(name, tmp_path):
+    spec = load_spec(EXAMPLES / f"{name}.py")
+    result = run_attention(spec, tmp_path, device="cpu", progress=lambda line: None)
+    assert len(result.verdicts) == len(spec.test_shapes) >= 1
+    for shape, verdict in result.verdicts:
+        assert verdict.status == "correct", f"{shape.label()}: {verdict.message}"
+        assert verdict.checks["second_shape"]["ok"], verdict.checks  # odd lengths and head dims too
+    source = result.kernel_path.read_text()
+    assert "make_block_ptr" not in source  # removed in Triton 3.9
+    assert "import triton" in source and "torch.compile" not in source
+    summary = json.loads((tmp_path / f"{name}_summary.json").read_text())
+    assert [v["status"] for v in summary["verdicts"]] == ["correct"] * len(spec.test_shapes)
+
+
+def test_additive_score_mods_use_the_exp2_form_and_others_do_not():
+    relpos = generate(load_spec(EXAMPLES / "relative_position.py")).source
+    assert "qk = qk * (sm_scale * 1.44269504) + (sm0) * 1.44269504" in relpos
+    softcap = generate(load_spec(EXAMPLES / "softcap.py")).source
+    assert "score = qk * sm_scale" in softcap and "qk = (sm2) * 1.44269504" in softcap
+
+
+def test_captured_tensors_become_kernel_arguments():
+    kernel = generate(load_spec(EXAMPLES / "alibi_causal.py"))
+    assert [c.name for c in kernel.captures] == ["alibi_slopes"]
+    assert "alibi_slopes_ptr, alibi_slopes_size0, alibi_slopes_stride0," in kernel.source
+    assert "def attention(q, k, v, sm_scale=None, return_lse=False, config=None, block_index=None, *, " \
+           "alibi_slopes)" in kernel.source
+
+
+@pytest.mark.parametrize("body, words", [
+    ("def score_mod(score, b, h, q_idx, kv_idx):\n    return torch.erf(score)\n", "uses erf"),
+    ("def score_mod(score, b, h, q_idx, kv_idx):\n    return score if q_idx > 3 else -score\n", "control flow"),
+    ("def mask_mod(b, h, q_idx):\n    return q_idx > 0\n", r"must take \(b, h, q_idx, kv_idx\)"),
+    ("def score_mod(score, b, h, q_idx, kv_idx):\n    return score ** 2.5\n", "small integer powers"),
+])
+def test_untranslatable_mods_name_the_problem(tmp_path, body, words):
+    with pytest.raises(TraceError, match=words):
+        generate(load_spec(write_spec(tmp_path, body)))
+
+
+@pytest.mark.parametrize("body, shapes, words", [
+    ("x = 1\n", None, "neither score_mod nor mask_mod"),
+    ("def mask_mod(b, h, q_idx, kv_idx):\n    return q_idx >= kv_idx\n", "dict(batch=1)", "bad entry in SHAPES"),
+    ("def mask_mod(b, h, q_idx, kv_idx):\n    return q_idx >= kv_idx\n",
+     'dict(batch=1, heads=3, kv_heads=2, q_len=8, kv_len=8, head_dim=16, dtype="fp32")', "not a multiple"),
+    ("def mask_mod(b, h, q_idx, kv_idx):\n    return q_idx >= kv_idx\n",
+     'dict(batch=1, heads=2, q_len=8, kv_len=8, head_dim=16, dtype="fp8")', "dtype 'fp8'"),
+])
+def test_bad_specs_are_refused(tmp_path, body, shapes, words):
+    path = write_spec(tmp_path, body, shapes) if shapes else write_spec(tmp_path, body)
+    with pytest.raises(SpecError, match=words):
+        load_spec(path)
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "absent.py")
+
+
+BLOCK_INDEX_AND_LSE = '''
+import math, sys, torch
+sys.path.insert(0, sys.argv[1])
+import kernel
+torch.manual_seed(0)
+# strictly causal, 128 tokens, 32x32 blocks: query block i keeps i full blocks and its diagonal block in part
+full_num, full_idx, part_num, part_idx, mb, mh = kernel.build_block_index(1, 2, 128, 128, 32, 32, "cpu", {})
+assert full_num.flatten().tolist() == [0, 1, 2, 3] and part_num.flatten().tolist() == [1, 1, 1, 1]
+assert part_idx[0, 0, :, 0].tolist() == [0, 1, 2, 3] and full_idx[0, 0, 3, :3].tolist() == [0, 1, 2]
+assert (mb, mh) == (1, 1)
+# strictly causal: the first query sees no key at all -> zeros and an LSE of -inf, never NaN
+q, k, v = (torch.randn(1, 2, 50, 16) for _ in range(3))
+out, lse = kernel.attention(q, k, v, return_lse=True)
+scores = (q @ k.transpose(-1, -2)) / math.sqrt(16)
+scores = scores.masked_fill(~(torch.arange(50)[:, None] > torch.arange(50)[None, :]), float("-inf"))
+assert torch.equal(out[:, :, 0], torch.zeros_like(out[:, :, 0])) and not out.isnan().any()
+assert torch.isneginf(lse[:, :, 0]).all()
+assert torch.allclose(lse[:, :, 1:], torch.logsumexp(scores, -1)[:, :, 1:], atol=1e-5)
+print("ok")
+'''
+
+
+def test_block_index_fully_masked_rows_and_lse(tmp_path):
+    spec = load_spec(write_spec(tmp_path, "def mask_mod(b, h, q_idx, kv_idx):\n    return q_idx > kv_idx\n"))
+    (tmp_path / "kernel.py").write_text(generate(spec).source)
+    (tmp_path / "check.py").write_text(BLOCK_INDEX_AND_LSE)
+    done = subprocess.run([sys.executable, str(tmp_path / "check.py"), str(tmp_path)], capture_output=True,
+                          text=True, env={**os.environ, "TRITON_INTERPRET": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_cli_attention_usage_error_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "kernelsearch", "attention", str(tmp_path / "absent.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "spec file not found" in done.stderr and len(done.stderr.strip().splitlines()) == 1
