@@ -93,10 +93,11 @@ sys.path.insert(0, sys.argv[1])
 import kernel
 torch.manual_seed(0)
 # strictly causal, 128 tokens, 32x32 blocks: query block i keeps i full blocks and its diagonal block in part
-full_num, full_idx, part_num, part_idx, mb, mh = kernel.build_block_index(1, 2, 128, 128, 32, 32, "cpu", {})
+index = kernel.build_block_index(1, 2, 128, 128, 32, 32, "cpu", {})
+full_num, full_idx, part_num, part_idx, mb, mh, full_range = index
 assert full_num.flatten().tolist() == [0, 1, 2, 3] and part_num.flatten().tolist() == [1, 1, 1, 1]
 assert part_idx[0, 0, :, 0].tolist() == [0, 1, 2, 3] and full_idx[0, 0, 3, :3].tolist() == [0, 1, 2]
-assert (mb, mh) == (1, 1)
+assert (mb, mh) == (1, 1) and full_range  # each row's full blocks are one run: the kernel loops over a range
 # strictly causal: the first query sees no key at all -> zeros and an LSE of -inf, never NaN
 q, k, v = (torch.randn(1, 2, 50, 16) for _ in range(3))
 out, lse = kernel.attention(q, k, v, return_lse=True)

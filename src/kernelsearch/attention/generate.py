@@ -45,7 +45,7 @@ def generate(spec: AttentionSpec, configs: dict | None = None) -> GeneratedKerne
         title=f"{spec.name}: {spec.doc}" if spec.doc else spec.name,
         spec_name=Path(spec.path).name,
         capture_names=repr(names),
-        mask_uses_b=bool(mask and "b" in mask.uses), mask_uses_h=bool(mask and "h" in mask.uses),
+        has_mask=mask is not None, mask_uses_b=bool(mask and "b" in mask.uses), mask_uses_h=bool(mask and "h" in mask.uses),
         configs=json.dumps(configs or {}, indent=4, sort_keys=True),
         capture_params=params, capture_args=params,
         score_code=_indent(_score_code(score), 4), mask_code=_indent(_mask_code(mask), 8),

@@ -59,8 +59,8 @@ class WorkerPool:
             gpus = self.config.gpus if self.config.gpus is not None else list(range(torch.cuda.device_count()))
         else:
             gpus = [None] * max(1, self.config.cpu_workers)
+        self.info: dict = {}  # what the last worker to start reported: device, versions, pid, network
         self.workers = [_Worker(self, i, gpu) for i, gpu in enumerate(gpus)]
-        self.info: dict = {}
 
     def submit(self, request: VerifyRequest) -> Future:
         future: Future = Future()
@@ -164,6 +164,10 @@ class _Worker:
 
     # ---- serving jobs --------------------------------------------------------------------------------------
     def loop(self) -> None:
+        try:  # start warm, while the caller is still preparing its first request
+            self.start()
+        except Exception:
+            self.proc = None  # run() tries again and reports the failure as a verdict
         while True:
             item = self.pool.jobs.get()
             if item is None:

@@ -143,7 +143,7 @@ class Job:
         from .correctness import TOLERANCE, degenerate_reason
         from .static_checks import check_source
 
-        torch, req = self.torch, self.req
+        req = self.req
         report = check_source(req.candidate_source, f"{req.candidate_name}.py")
         v.language = report.language
         if report.syntax_error:
@@ -192,7 +192,6 @@ class Job:
         """One trial with fresh inputs. Even trials run the reference first, odd ones the candidate first,
         with free memory poisoned in between, so neither order can leak an answer."""
         from .correctness import compare
-
         from .runtime_guards import OpRecorder
 
         seed = self.req.seed + t

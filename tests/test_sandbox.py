@@ -1,0 +1,37 @@
+"""Worker containment: what a candidate's process can and cannot see."""
+import os
+from pathlib import Path
+
+import pytest
+
+from kernelsearch.verify.sandbox import worker_env
+
+from .conftest import CANDIDATES
+
+
+def test_credentials_never_reach_a_worker(monkeypatch, tmp_path):
+    for name in ("OPENAI_API_KEY", "NVIDIA_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"):
+        monkeypatch.setenv(name, "s3cret")
+    monkeypatch.setenv("KS_HARMLESS", "1")
+    env = worker_env("cpu", None, tmp_path)
+    assert not [k for k, v in env.items() if v == "s3cret"]
+    assert env["KS_HARMLESS"] == "1"
+    assert env["TRITON_INTERPRET"] == "1" and env["CUDA_VISIBLE_DEVICES"] == ""
+    assert env["HOME"] == env["TMPDIR"] == str(tmp_path)
+
+
+def test_gpu_worker_sees_only_its_gpu(tmp_path):
+    env = worker_env("cuda", 3, tmp_path)
+    assert env["CUDA_VISIBLE_DEVICES"] == "3" and "TRITON_INTERPRET" not in env
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="an unprivileged user may not be allowed a network namespace")
+def test_worker_runs_without_network(pool, verify):
+    verify("elementwise_add_relu", CANDIDATES / "add_relu_triton.py", trials=1)  # the worker is up
+    assert pool.info["network_isolated"] is True
+
+
+def test_worker_is_another_process_in_its_own_directory(pool, verify):
+    verify("elementwise_add_relu", CANDIDATES / "add_relu_triton.py", trials=1)
+    assert pool.info["pid"] != os.getpid()
+    assert (Path(pool.root) / "worker0").is_dir()
