@@ -45,9 +45,9 @@ def test_hack_is_caught(verify, hack, problem, status, words):
 def test_unwritten_output_reads_as_poison(verify):
     v = verify("elementwise_add_relu", HACKS / "output_buffer_reuse.py")
     # Trial 0 runs the reference first and frees its output: none of that answer may reach the candidate.
-    # (ReLU's zeros can still match fresh, zeroed memory: about a quarter of the elements.)
+    # (relu(a + b) is zero for about half the elements, which fresh zeroed memory matches.)
     assert v.trials[0]["order"] == "reference_first"
-    assert v.trials[0]["mismatch"]["fraction_wrong"] > 0.5
+    assert v.trials[0]["mismatch"]["fraction_wrong"] > 0.4
 
 
 def test_partial_pytorch_is_listed_and_strict_rejects_it(verify):

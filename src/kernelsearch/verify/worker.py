@@ -285,7 +285,9 @@ class Job:
         self.reference_mutates |= any(isinstance(a, self.torch.Tensor) and not _same(a, p) for a, p in zip(args, pristine))
         self.reference_broadcasts |= any(0 in r.stride() for r in result if r.numel() > 1)
         kept = [r.clone() for r in result]
-        self.freed_sizes = [r.untyped_storage().nbytes() for r in result]
+        # Every reference output is freed twice over (this original now, its clone after its trial): the
+        # poison must be able to claim each such block, or a stale right answer can reach the candidate.
+        self.freed_sizes = (self.freed_sizes + 2 * [r.untyped_storage().nbytes() for r in result])[-64:]
         del result  # its memory is freed and then poisoned before the candidate allocates
         self.sync()
         return kept
@@ -387,6 +389,9 @@ class Job:
             outs = flatten(raw)
         except TypeError as e:
             raise Outcome("rejected", f"{e} (an object whose work happens later)") from None
+        # Its right answers must not outlive it either: the next job (same problem, same seeds) could be handed
+        # this memory. Poisoned at clean-up.
+        self.freed_sizes = (self.freed_sizes + [o.untyped_storage().nbytes() for o in outs])[-64:]
         for j, out in enumerate(outs):
             for i, arg in enumerate(args):
                 if not self.reference_aliases and isinstance(arg, torch.Tensor) and _overlaps(out, arg):
@@ -590,8 +595,9 @@ class Job:
             held = [torch.empty(s, dtype=torch.uint8, device="cuda").fill_(255) for s in sizes]
             torch.cuda.synchronize()
         else:
-            # glibc hands a freed block of the same size straight back out (large ones are unmapped and come
-            # back zeroed): claim the reference outputs' sizes first, then a ladder of small sizes.
+            # glibc hands a freed block of the same size straight back out: hold one block for every reference
+            # output freed so far in this job (seen: the pre-run's copy of trial 0's answer leaking to trial 0),
+            # then a ladder of small sizes, all at once, then free them poisoned.
             sizes = self.freed_sizes + [1 << k for k in range(6, 17)]
             held = [torch.empty(s, dtype=torch.uint8).fill_(255) for s in sizes]
         del held
@@ -600,6 +606,9 @@ class Job:
         for name in self.modules:
             sys.modules.pop(name, None)
         gc.collect()
+        # Poison before memory goes back: cudaMalloc and malloc hand out stale contents, and the next job may
+        # run the same problem with the same seeds.
+        self.poison()
         if self.w.device == "cuda":
             self.torch.cuda.empty_cache()
 
