@@ -88,7 +88,7 @@ class _Renderer:
                 continue
             if node.op == "output":
                 result = node.args[0]
-                self.out.result = self.arg(result, "triton")
+                self.out.result = self.arg(result)
                 self.out.uses = self.deps_of(result)
                 self.find_additive(result)
                 return self.out
@@ -96,7 +96,8 @@ class _Renderer:
         raise TraceError(f"{self.kind}_mod has no output")
 
     # ---- values --------------------------------------------------------------------------------------------
-    def arg(self, a, target: str) -> str:
+    def arg(self, a) -> str:
+        """A node's variable, or a constant written the same way in Triton and torch code."""
         if isinstance(a, torch.fx.Node):
             return self.var[a.name]
         if isinstance(a, bool):
@@ -130,26 +131,26 @@ class _Renderer:
             op = _BINARY.get(target) or _METHOD_BINARY[target]
             if len(args) != 2 or kwargs:
                 raise TraceError(f"{self.kind}_mod: {op} with arguments {args} {kwargs} is not supported")
-            a, b = (self.arg(x, "triton") for x in args)
+            a, b = (self.arg(x) for x in args)
             return self.assign(node, f"({a}) {op} ({b})", f"({a}) {op} ({b})", args)
         if node.op == "call_function" and target is operator.invert or node.op == "call_method" and target in (
                 "__invert__", "logical_not", "bitwise_not"):
-            a = self.arg(args[0], "triton")
+            a = self.arg(args[0])
             return self.assign(node, f"({a}) == 0", f"~({a}).bool()", args)
         if node.op == "call_function" and target is operator.pow or node.op == "call_method" and target == "pow":
             return self.power(node, args)
         if name in _UNARY and len(args) == 1:
             tri, tor = _UNARY[name]
-            a = self.arg(args[0], "triton")
+            a = self.arg(args[0])
             return self.assign(node, tri.format(a), tor.format(a), args)
         if node.op == "call_function" and target is torch.where or node.op == "call_method" and target == "where":
-            c, a, b = (self.arg(x, "triton") for x in args[:3])
+            c, a, b = (self.arg(x) for x in args[:3])
             return self.assign(node, f"tl.where({c}, {a}, {b})", f"torch.where({c}, {a}, {b})", args[:3])
         if target in (torch.clamp, torch.clip, "clamp", "clip"):
             return self.clamp(node, args, kwargs)
         if target in (torch.minimum, torch.maximum, "minimum", "maximum"):
             fn = target if isinstance(target, str) else target.__name__
-            a, b = (self.arg(x, "triton") for x in args[:2])
+            a, b = (self.arg(x) for x in args[:2])
             return self.assign(node, f"tl.{fn}({a}, {b})", f"torch.{fn}({a}, {b})", args[:2])
         if node.op == "call_method" and target == "to" or target in (torch.zeros_like,):
             return self.cast(node, target, args, kwargs)
@@ -164,7 +165,7 @@ class _Renderer:
         base, exponent = args
         if not isinstance(exponent, int) or not 0 <= exponent <= 4:
             raise TraceError(f"{self.kind}_mod: only small integer powers (x**0..x**4) are supported, got **{exponent!r}")
-        a = self.arg(base, "triton")
+        a = self.arg(base)
         expr = " * ".join([f"({a})"] * exponent) or "1"
         self.assign(node, expr, expr, [base])
 
@@ -172,20 +173,20 @@ class _Renderer:
         x = args[0]
         low = kwargs.get("min", args[1] if len(args) > 1 else None)
         high = kwargs.get("max", args[2] if len(args) > 2 else None)
-        tri = tor = self.arg(x, "triton")
+        tri = tor = self.arg(x)
         if low is not None:
-            tri = f"tl.maximum({tri}, {self.arg(low, 'triton')})"
+            tri = f"tl.maximum({tri}, {self.arg(low)})"
         if high is not None:
-            tri = f"tl.minimum({tri}, {self.arg(high, 'triton')})"
-        tor = f"torch.clamp({tor}, {self.arg(low, 'torch')}, {self.arg(high, 'torch')})"
+            tri = f"tl.minimum({tri}, {self.arg(high)})"
+        tor = f"torch.clamp({tor}, {self.arg(low)}, {self.arg(high)})"
         self.assign(node, tri, tor, [a for a in (x, low, high) if isinstance(a, torch.fx.Node)])
 
     def cast(self, node, target, args, kwargs) -> None:
         if target is torch.zeros_like:
-            a = self.arg(args[0], "triton")
+            a = self.arg(args[0])
             return self.assign(node, f"tl.zeros_like({a})", f"torch.zeros_like({a})", args)
         dtype = kwargs.get("dtype", args[1] if len(args) > 1 else None)
-        a = self.arg(args[0], "triton")
+        a = self.arg(args[0])
         if dtype in (torch.float32, torch.float):
             return self.assign(node, f"({a}).to(tl.float32)", f"({a}).float()", args[:1])
         if dtype in (torch.int32, torch.int64, torch.int):
@@ -213,9 +214,9 @@ class _Renderer:
         # Clamp every index into range: tail rows and columns past the sequence end are masked afterwards, but
         # their loads must stay inside the buffer.
         offsets = " + ".join(
-            f"tl.minimum(tl.maximum({self.arg(i, 'triton')}, 0), {name}_size{d} - 1) * {name}_stride{d}"
+            f"tl.minimum(tl.maximum({self.arg(i)}, 0), {name}_size{d} - 1) * {name}_stride{d}"
             for d, i in enumerate(indices))
-        tor_index = ", ".join(self.arg(i, "torch") for i in indices)
+        tor_index = ", ".join(self.arg(i) for i in indices)
         self.assign(node, f"tl.load({name}_ptr + {offsets})", f"{name}[{tor_index}]", indices)
 
     def find_additive(self, result) -> None:
@@ -227,6 +228,6 @@ class _Renderer:
             for score_side, bias in ((a, b), (b, a)):
                 if isinstance(score_side, torch.fx.Node) and self.var.get(score_side.name) == "score" and \
                         "score" not in self.deps_of(bias):
-                    self.out.additive_bias = self.arg(bias, "triton")
+                    self.out.additive_bias = self.arg(bias)
                     # The bias statements are still in .triton; only the final add is replaced by the template.
                     return

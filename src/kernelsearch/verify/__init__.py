@@ -1,14 +1,11 @@
 """The verifier: is a candidate kernel correct, honest and fast against its PyTorch reference?"""
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..problem import Problem, load_problem
+from ..problem import Problem
 from .pool import PoolConfig, WorkerPool, resolve_device
 from .verdict import STATUSES, Verdict, VerifyRequest
 
-__all__ = ["PoolConfig", "WorkerPool", "Verdict", "VerifyRequest", "STATUSES", "make_request", "verify_files",
-           "resolve_device"]
+__all__ = ["PoolConfig", "WorkerPool", "Verdict", "VerifyRequest", "STATUSES", "make_request", "resolve_device"]
 
 
 def make_request(problem: Problem, candidate_source: str, candidate_name: str = "candidate",
@@ -22,12 +19,3 @@ def make_request(problem: Problem, candidate_source: str, candidate_name: str = 
         variant_changes={k: list(v) for k, v in variant[1].items()} if variant else {},
         overrides={k: list(v) for k, v in problem.overrides.items()}, **options)
 
-
-def verify_files(problem_path: str | Path, candidate_path: str | Path, overrides: dict[str, str] | None = None,
-                 pool_config: PoolConfig | None = None, **options) -> Verdict:
-    """Verify one candidate file against one problem file in a pool of its own."""
-    problem = load_problem(problem_path, overrides)
-    candidate = Path(candidate_path)
-    request = make_request(problem, candidate.read_text(), candidate.stem, **options)
-    with WorkerPool(pool_config) as pool:
-        return pool.verify(request)
