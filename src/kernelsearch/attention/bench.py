@@ -13,7 +13,7 @@ def bench_spec(spec: AttentionSpec, kernel_path: Path, progress=print, autotune_
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-    from .workflow import load_kernel_module, make_inputs
+    from .workflow import gpu_captures, load_kernel_module, make_inputs
 
     module = load_kernel_module(kernel_path)
     rows = []
@@ -21,8 +21,7 @@ def bench_spec(spec: AttentionSpec, kernel_path: Path, progress=print, autotune_
     flex_tuned = torch.compile(flex_attention, mode="max-autotune-no-cudagraphs") if autotune_flex else None
     for shape in spec.shapes:
         q, k, v = make_inputs(shape, "cuda")
-        captures = {n: t.cuda() for n, t in spec.captures(shape).items()}
-        captures.update({n: vars(spec.module)[n].cuda() for n in module.CAPTURES if n not in captures})
+        captures = gpu_captures(spec, module, shape)
         vars(spec.module).update(captures)  # the mods, as FlexAttention traces them, read the GPU tensors
         config = module.pick_config(shape.head_dim, q.dtype, q.device)
         index = module.build_block_index(shape.batch, shape.heads, shape.q_len, shape.kv_len, config["BLOCK_M"],

@@ -16,7 +16,7 @@ def tune_configs(spec: AttentionSpec, source: str, out_dir: Path, progress=print
     import torch
     import triton.testing
 
-    from .workflow import load_kernel_module, make_inputs
+    from .workflow import gpu_captures, load_kernel_module, make_inputs, torch_dtype
 
     path = out_dir / f"_{spec.name}_tuning_kernel.py"
     path.write_text(source)
@@ -24,12 +24,11 @@ def tune_configs(spec: AttentionSpec, source: str, out_dir: Path, progress=print
     configs: dict = {}
     timings: dict = {}
     for shape in spec.shapes:
-        key = f"{shape.head_dim}-{ {'fp32': 'float32', 'fp16': 'float16', 'bf16': 'bfloat16'}[shape.dtype]}"
+        key = module.config_key(shape.head_dim, torch_dtype(shape))
         if key in configs:
             continue
         q, k, v = make_inputs(shape, "cuda")
-        captures = {n: t.cuda() for n, t in spec.captures(shape).items()}
-        captures.update({n: vars(spec.module)[n].cuda() for n in module.CAPTURES if n not in captures})
+        captures = gpu_captures(spec, module, shape)
         best = None
         for bm, bn, warps, stages in CANDIDATES:
             config = {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": warps, "num_stages": stages}

@@ -94,9 +94,21 @@ def load_kernel_module(path: Path):
     return module
 
 
+def gpu_captures(spec: AttentionSpec, module, shape: Shape) -> dict:
+    """The captured tensors a generated kernel module needs, for this shape, on the GPU."""
+    captures = {n: t.cuda() for n, t in spec.captures(shape).items()}
+    captures.update({n: vars(spec.module)[n].cuda() for n in module.CAPTURES if n not in captures})
+    return captures
+
+
+def torch_dtype(shape: Shape):
+    import torch
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[shape.dtype]
+
+
 def make_inputs(shape: Shape, device: str, seed: int = 0):
     import torch
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[shape.dtype]
+    dtype = torch_dtype(shape)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     q = torch.randn(shape.batch, shape.heads, shape.q_len, shape.head_dim, generator=generator)
     k = torch.randn(shape.batch, shape.n_kv_heads, shape.kv_len, shape.head_dim, generator=generator)

@@ -197,7 +197,7 @@ class Job:
         seed = self.req.seed + t
         pristine = self.inputs(problem, seed)
         recorder = OpRecorder(self.w.counter) if t == 0 else None
-        self.counter_reset()
+        self.w.counter.reset()
         if t % 2 == 0:
             refs = self.reference_outputs(reference, pristine)
             self.poison()
@@ -306,7 +306,7 @@ class Job:
         self.check_integrity()
         model_new = self.build(module.ModelNew, init_inputs, "ModelNew", "runtime_error")
         args = _clone(self.inputs(problem, self.req.seed))
-        self.counter_reset()
+        self.w.counter.reset()
         recorder = OpRecorder(self.w.counter)
         profiler = self.gpu_profiler(v)
         try:
@@ -577,9 +577,6 @@ class Job:
     def send_phase(self, phase: str) -> None:
         self.phase = phase
         self.w.send(event="phase", id=self.id, phase=phase)
-
-    def counter_reset(self) -> None:
-        self.w.counter.reset()
 
     def sync(self) -> None:
         if self.w.device == "cuda":
