@@ -41,10 +41,120 @@ def main(argv: list[str] | None = None) -> None:
     attention.add_argument("--flex-autotune", action="store_true",
                            help="with --bench: also FlexAttention under max-autotune-no-cudagraphs (minutes per shape)")
 
+    solve = commands.add_parser("solve", help="search for a fast, verified kernel with an LLM in the closed loop")
+    solve.add_argument("problem", nargs="?", help="KernelBench-format problem file (not needed with --resume)")
+    add_search_options(solve)
+    solve.add_argument("--set", dest="overrides", action="append", metavar="NAME=VALUE",
+                       help="change a top-level size constant of the problem (repeatable)")
+    solve.add_argument("--out", help="run directory (default runs/solve-<problem>-<time>)")
+    solve.add_argument("--resume", metavar="RUN_DIR", help="continue a run that was stopped or killed")
+
     args = parser.parse_args(argv)
     if args.command == "attention":
         sys.exit(run_attention(args))
+    if args.command == "solve":
+        sys.exit(run_solve(args))
     sys.exit(run_verify(args))
+
+
+def add_search_options(p) -> None:
+    """The model and search flags shared by `solve` and `bench`; left unset, the config file or defaults decide."""
+    p.add_argument("--budget", help="wall-clock budget per problem: seconds or minutes, like 90s or 15m "
+                   "(default 15m)")
+    p.add_argument("--lanes", type=int, help="concurrent refinement chains (default 4)")
+    p.add_argument("--language", choices=["triton", "cuda"])
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--strict", action="store_true", default=None, help="reject kernels that keep compute in PyTorch")
+    p.add_argument("--max-attempts", type=int, help="stop after this many attempts")
+    p.add_argument("--max-tokens", type=int, help="stop after this many completion tokens")
+    p.add_argument("--target-speedup", type=float, help="stop once the best kernel is this much faster than eager")
+    p.add_argument("--endpoint", help="a preset: nim, deepseek, openrouter, openai, vllm, sglang, ollama "
+                   "(default nim)")
+    p.add_argument("--model", help="model id (default: the preset's DeepSeek-R1)")
+    p.add_argument("--base-url", help="any OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
+    p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
+    p.add_argument("--config", metavar="FILE.toml", help="[model] and [search] settings; flags override it")
+
+
+def search_configs(args):
+    from .config import build, parse_duration
+
+    model_flags = {"endpoint": args.endpoint, "model": args.model, "base_url": args.base_url,
+                   "api_key_env": args.api_key_env}
+    search_flags = {"budget_s": parse_duration(args.budget) if args.budget else None, "lanes": args.lanes,
+                    "language": args.language, "dtype": args.dtype, "device": args.device, "strict": args.strict,
+                    "max_attempts": args.max_attempts, "max_tokens": args.max_tokens,
+                    "target_speedup": args.target_speedup}
+    return build(args.config, model_flags, search_flags)
+
+
+def run_solve(args) -> int:
+    import asyncio
+    import time
+
+    from .config import ConfigError
+    from .llm.client import LLMClient, LLMError
+    from .problem import ProblemError, load_problem, parse_overrides
+    from .search.display import Display
+    from .search.solve import CONFIG_NAME, STORE_NAME, load_config, save_config, solve
+    from .verify import PoolConfig, WorkerPool, resolve_device
+
+    try:
+        if args.resume:
+            run_dir = Path(args.resume)
+            if not (run_dir / CONFIG_NAME).is_file():
+                raise ConfigError(f"{run_dir} holds no run to resume (no {CONFIG_NAME})")
+            problem_path, overrides, search, model = load_config(run_dir)
+            if args.budget:  # the only thing a resume may change: more time
+                from .config import parse_duration
+                search.budget_s = parse_duration(args.budget)
+        else:
+            if not args.problem:
+                raise ConfigError("give a PROBLEM file, or --resume RUN_DIR")
+            model, search = search_configs(args)
+            problem_path, overrides = args.problem, parse_overrides(args.overrides)
+            stem = Path(args.problem).stem
+            run_dir = Path(args.out or f"runs/solve-{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+            if (run_dir / STORE_NAME).exists():
+                raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}")
+        problem = load_problem(problem_path, overrides)
+        if search.lanes < 1 or search.budget_s <= 0:
+            raise ConfigError("--lanes and --budget must be positive")
+        device = resolve_device(search.device)
+        if search.language == "cuda" and device != "cuda":
+            raise ConfigError("a CUDA C++ search needs a GPU: without one its candidates can only be compile-checked")
+        client = LLMClient(model)
+        if not args.resume:
+            save_config(run_dir, problem_path, overrides, search, model)
+    except (ConfigError, ProblemError, LLMError, OSError, ValueError) as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def main_loop():
+        try:
+            await client.check()
+            with WorkerPool(PoolConfig(device=device, compile_timeout_s=search.compile_timeout_s,
+                                       run_timeout_s=search.run_timeout_s)) as pool, Display() as display:
+                return await solve(problem, search, client, pool, run_dir, display)
+        finally:
+            await client.close()
+
+    try:
+        result = asyncio.run(main_loop())
+    except LLMError as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"kernelsearch: interrupted; every finished attempt is in {run_dir}: continue with --resume {run_dir}",
+              file=sys.stderr)
+        return 130
+    print(f"{result.summary['headline']}\nrun: {run_dir}" + (f"\nkernel: {run_dir / 'best.py'}" if result.best else ""))
+    if result.fatal:
+        print(f"kernelsearch: error: {result.fatal} (recorded work is in {run_dir}; continue with --resume {run_dir})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_CORRECT if result.best else EXIT_REJECTED
 
 
 def run_attention(args) -> int:
@@ -68,6 +178,7 @@ def run_attention(args) -> int:
 def run_verify(args) -> int:
     from .problem import ProblemError, load_problem, parse_overrides
     from .verify import PoolConfig, WorkerPool, make_request
+    from .verify.verdict import format_verdict
 
     try:
         if args.trials < 1:
@@ -96,43 +207,6 @@ def run_verify(args) -> int:
     if verdict.status == "problem_error":
         return EXIT_USAGE
     return EXIT_CORRECT if verdict.ok else EXIT_REJECTED
-
-
-def format_verdict(v) -> str:
-    lines = [f"{v.status}: {v.candidate} vs {v.problem} ({v.device}, {v.dtype}, {v.language})"]
-    if v.message:
-        lines.append(f"  {v.message}")
-    for name, (old, new) in v.overrides.items():
-        lines.append(f"  problem changed: {name} = {new} (was {old})")
-    if v.trials:
-        worst = max(v.trials, key=lambda t: t["max_abs_err"])
-        passed = sum(t["ok"] for t in v.trials)
-        lines.append(f"  trials: {passed}/{len(v.trials)} passed; worst max abs err {worst['max_abs_err']:.3g}, "
-                     f"max rel err {worst['max_rel_err']:.3g}, rel L2 {worst['rel_l2']:.3g}")
-    for name, check in v.checks.items():
-        state = "ok" if check.get("ok") else "FAILED" if check.get("ok") is False else "note" if "note" in check \
-            else "skipped"
-        detail = check.get("skipped") or check.get("note") or check.get("changes") or ""
-        lines.append(f"  check {name}: {state}{f' ({detail})' if detail else ''}")
-    if v.pytorch_ops:
-        lines.append(f"  compute kept in PyTorch: {', '.join(v.pytorch_ops)}")
-    if v.timing:
-        t = v.timing
-        parts = [f"{t['candidate']['median_ms']:.4g} ms median"]
-        for base in ("eager", "compile"):
-            if isinstance(t.get(base), dict):
-                parts.append(f"{base} {t[base]['median_ms']:.4g} ms ({t[f'speedup_vs_{base}']:.3g}x)")
-            elif t.get(base):
-                parts.append(f"{base} {t[base]}")
-        lines.append("  timing: " + "; ".join(parts))
-    elif v.timing_unavailable:
-        lines.append(f"  timing: unavailable ({v.timing_unavailable})")
-    for warning in v.warnings:
-        lines.append(f"  warning: {warning}")
-    if v.log_tail and v.status != "correct":
-        lines.append("  worker log (tail):")
-        lines.extend("    " + line for line in v.log_tail.splitlines()[-12:])
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

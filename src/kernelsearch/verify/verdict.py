@@ -62,3 +62,42 @@ class Verdict:
     def from_json(cls, data: dict) -> "Verdict":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def format_verdict(v: Verdict) -> str:
+    """The verdict for people (and for the next prompt): status, checks, timing, and the log where it failed."""
+    lines = [f"{v.status}: {v.candidate} vs {v.problem} ({v.device}, {v.dtype}, {v.language})"]
+    if v.message:
+        lines.append(f"  {v.message}")
+    for name, (old, new) in v.overrides.items():
+        lines.append(f"  problem changed: {name} = {new} (was {old})")
+    if v.trials:
+        worst = max(v.trials, key=lambda t: t["max_abs_err"])
+        passed = sum(t["ok"] for t in v.trials)
+        lines.append(f"  trials: {passed}/{len(v.trials)} passed; worst max abs err {worst['max_abs_err']:.3g}, "
+                     f"max rel err {worst['max_rel_err']:.3g}, rel L2 {worst['rel_l2']:.3g}")
+    for name, check in v.checks.items():
+        state = "ok" if check.get("ok") else "FAILED" if check.get("ok") is False else "note" if "note" in check \
+            else "skipped"
+        detail = check.get("skipped") or check.get("note") or check.get("changes") or ""
+        lines.append(f"  check {name}: {state}{f' ({detail})' if detail else ''}")
+    if v.pytorch_ops:
+        lines.append(f"  compute kept in PyTorch: {', '.join(v.pytorch_ops)}")
+    if v.timing:
+        t = v.timing
+        parts = [f"{t['candidate']['median_ms']:.4g} ms median"]
+        for base in ("eager", "compile"):
+            if isinstance(t.get(base), dict):
+                parts.append(f"{base} {t[base]['median_ms']:.4g} ms ({t[f'speedup_vs_{base}']:.3g}x)")
+            elif t.get(base):
+                parts.append(f"{base} {t[base]}")
+        lines.append("  timing: " + "; ".join(parts))
+    elif v.timing_unavailable:
+        lines.append(f"  timing: unavailable ({v.timing_unavailable})")
+    for warning in v.warnings:
+        lines.append(f"  warning: {warning}")
+    if v.log_tail and v.status != "correct":
+        lines.append("  worker log (tail):")
+        lines.extend("    " + line for line in v.log_tail.splitlines()[-12:])
+    return "\n".join(lines)
+

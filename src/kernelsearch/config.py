@@ -1,0 +1,55 @@
+"""Run configuration: defaults, then a TOML file ([model] and [search] tables), then command-line flags."""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+
+from .llm.client import ModelConfig
+from .search.solve import SolveConfig
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds from `90`, `90s`, `15m` or `1.5h`."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not match:
+        raise ConfigError(f"cannot read the duration {text!r}: use seconds or minutes, like 90s or 15m")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def build(config_file: str | None, model_flags: dict, search_flags: dict) -> tuple[ModelConfig, SolveConfig]:
+    """Flags left at None do not override the file; the file's unknown keys are errors, not silently ignored."""
+    table: dict = {}
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            table = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        unknown = set(table) - {"model", "search"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))} (use [model] and [search])")
+    model = _merge(ModelConfig, table.get("model", {}), model_flags, config_file)
+    search = _merge(SolveConfig, table.get("search", {}), search_flags, config_file)
+    if isinstance(search.budget_s, str):
+        search.budget_s = parse_duration(search.budget_s)
+    if "budget" in table.get("search", {}) and search_flags.get("budget_s") is None:
+        search.budget_s = parse_duration(table["search"]["budget"])
+    return model, search
+
+
+def _merge(cls, from_file: dict, flags: dict, where: str | None):
+    names = {f.name for f in fields(cls)}
+    extra = set(from_file) - names - {"budget"}
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}; known: {', '.join(sorted(names))}")
+    values = {k: v for k, v in from_file.items() if k in names}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return cls(**values)

@@ -1,0 +1,1 @@
+"""The closed loop: lanes of model attempts, each verified, steered by strategies, sharing an archive."""

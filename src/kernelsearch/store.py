@@ -1,0 +1,126 @@
+"""The run store: one SQLite file per solve run, every attempt written as it happens (a killed run loses nothing)."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY,
+    lane INTEGER NOT NULL,
+    step INTEGER NOT NULL,               -- the attempt's number within its lane
+    strategy TEXT NOT NULL,
+    base_id INTEGER,                     -- the attempt whose code this one was asked to improve
+    session INTEGER NOT NULL,            -- 0 for the first run, +1 on every --resume
+    started_s REAL NOT NULL,             -- seconds of the run's budget spent when the attempt began
+    finished_s REAL,
+    started_at TEXT NOT NULL,            -- wall-clock time, ISO 8601 (UTC)
+    status TEXT NOT NULL,                -- pending, a verifier status, no_code, llm_error or cancelled
+    prompt TEXT NOT NULL,
+    reasoning TEXT,
+    answer TEXT,
+    code TEXT,
+    note TEXT,                           -- how the code was extracted, or why there is none
+    verdict TEXT,                        -- the verifier's JSON verdict
+    speedup_eager REAL,
+    speedup_compile REAL,
+    candidate_ms REAL,
+    prompt_tokens INTEGER DEFAULT 0,
+    completion_tokens INTEGER DEFAULT 0,
+    reasoning_tokens INTEGER DEFAULT 0,
+    llm_s REAL,
+    verify_s REAL
+);
+"""
+
+
+@dataclass
+class Attempt:
+    id: int
+    lane: int
+    step: int
+    strategy: str
+    base_id: int | None
+    session: int
+    started_s: float
+    finished_s: float | None
+    started_at: str
+    status: str
+    prompt: str
+    reasoning: str | None
+    answer: str | None
+    code: str | None
+    note: str | None
+    verdict: dict | None
+    speedup_eager: float | None
+    speedup_compile: float | None
+    candidate_ms: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    llm_s: float | None
+    verify_s: float | None
+
+    @property
+    def correct(self) -> bool:
+        return self.status == "correct"
+
+
+class RunStore:
+    """Writes go through one connection under a lock, each in its own transaction (WAL: readers never block)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.lock = threading.Lock()
+        with self.lock:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.executescript(SCHEMA)
+
+    # ---- meta ------------------------------------------------------------------------------------------------
+    def set_meta(self, key: str, value) -> None:
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+    # ---- attempts --------------------------------------------------------------------------------------------
+    def begin(self, *, lane: int, step: int, strategy: str, base_id: int | None, session: int, started_s: float,
+              prompt: str) -> int:
+        with self.lock:
+            cursor = self.db.execute(
+                "INSERT INTO attempts (lane, step, strategy, base_id, session, started_s, started_at, status, prompt)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                (lane, step, strategy, base_id, session, started_s,
+                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), prompt))
+            return cursor.lastrowid
+
+    def update(self, attempt_id: int, **fields) -> None:
+        if "verdict" in fields and fields["verdict"] is not None:
+            fields["verdict"] = json.dumps(fields["verdict"])
+        names = ", ".join(f"{k} = ?" for k in fields)
+        with self.lock:
+            self.db.execute(f"UPDATE attempts SET {names} WHERE id = ?", (*fields.values(), attempt_id))
+
+    def abandon_pending(self) -> int:
+        """Attempts a killed run left unfinished become `cancelled` (their prompts stay on record)."""
+        with self.lock:
+            return self.db.execute("UPDATE attempts SET status = 'cancelled' WHERE status = 'pending'").rowcount
+
+    def attempts(self) -> list[Attempt]:
+        rows = self.db.execute("SELECT * FROM attempts ORDER BY id").fetchall()
+        return [Attempt(**{**dict(r), "verdict": json.loads(r["verdict"]) if r["verdict"] else None}) for r in rows]
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()

@@ -1,0 +1,93 @@
+"""Search pieces on known data: strategy choice, archive ranking, prompts, configuration."""
+from __future__ import annotations
+
+import pytest
+
+from kernelsearch.config import ConfigError, build, parse_duration
+from kernelsearch.llm.prompt import Previous, build_prompt, cut_report, strategies
+from kernelsearch.search.archive import Archive, Entry
+from kernelsearch.search.strategies import choose
+from kernelsearch.verify import Verdict
+
+
+def timed(ms: float, eager_ms: float = 1.0) -> Verdict:
+    return Verdict(status="correct", message="", timing={"candidate": {"median_ms": ms}, "eager": {"median_ms": eager_ms},
+                                                         "speedup_vs_eager": round(eager_ms / ms, 4)})
+
+
+def entry(attempt: int, verdict: Verdict, at: float) -> Entry:
+    return Entry(attempt, 0, "fuse", f"code {attempt}", verdict, at)
+
+
+def test_archive_prefers_faster_then_timed_then_earlier():
+    archive = Archive()
+    assert archive.add(entry(1, Verdict("correct", ""), 1.0))  # untimed (no GPU) still counts as a best
+    assert not archive.add(entry(2, Verdict("correct", ""), 2.0))  # an equal later one does not replace it
+    assert archive.add(entry(3, timed(0.5), 3.0))  # timed beats untimed
+    assert not archive.add(entry(4, timed(0.8), 4.0))  # slower
+    assert archive.add(entry(5, timed(0.25), 5.0))
+    assert [e.attempt_id for e in archive.ranked()] == [5, 3, 4, 1, 2]
+    assert archive.best().summary() == "attempt 5: 0.25 ms, 4x eager PyTorch"
+
+
+@pytest.mark.parametrize("status, expected", [
+    ("compile_error", "fix_compile"), ("runtime_error", "fix_runtime"), ("timeout", "fix_runtime"),
+    ("incorrect", "fix_wrong"), ("rejected", "fix_rules")])
+def test_failures_get_a_fix(status, expected):
+    assert choose(Previous("fuse", "code", Verdict(status, "")), 0, 0, "triton").name == expected
+
+
+def test_start_and_missing_code():
+    assert choose(None, 0, 0, "triton").name == "first"
+    assert choose(Previous("first", None, None, problem="no code"), 0, 0, "triton").name == "fix_rules"
+
+
+def test_optimizations_rotate_and_lanes_start_apart():
+    correct = Previous("first", "code", timed(1.0))
+    lane0 = [choose(correct, 0, k, "triton").name for k in range(4)]
+    lane1 = [choose(correct, 1, k, "triton").name for k in range(4)]
+    assert len(set(lane0)) == 4 and lane0[1:] == lane1[:3]
+    every = {choose(correct, 0, k, "cuda").name for k in range(20)}
+    assert "tensor_cores_cuda" in every and "tensor_cores" not in every
+
+
+def test_pytorch_ops_are_taken_back_first():
+    verdict = timed(1.0)
+    verdict.pytorch_ops = ["aten.conv2d"]
+    assert choose(Previous("fuse", "code", verdict), 2, 3, "triton").name == "fewer_launches"
+
+
+def test_prompt_carries_problem_rules_best_and_feedback():
+    failed = Verdict("compile_error", "syntax error at line 6: expected ':'", problem="p", candidate="c")
+    prompt = build_prompt("class Model: ...", language="triton", dtype="fp16", device="H100", strict=True,
+                          strategy=strategies()["fix_compile"], best=("class ModelNew: fast", "attempt 3: 2x eager"),
+                          previous=Previous("first", "class ModelNew: broken", failed))
+    for part in ("class Model: ...", "atol = rtol = 1e-2", "this run is strict", "make_block_ptr",
+                 "class ModelNew: fast", "attempt 3: 2x eager", "expected ':'", "class ModelNew: broken",
+                 "fix the build error"):
+        assert part in prompt, part
+    assert "$" not in prompt  # every template field was filled
+
+
+def test_long_reports_are_cut_to_the_errors():
+    log = [f"line {i}" for i in range(300)]
+    log[150] = "kernel.cu(12): error: identifier x is undefined"
+    cut = cut_report("\n".join(log))
+    assert "identifier x is undefined" in cut and "line 149" in cut and "line 299" in cut
+    assert len(cut.splitlines()) < 30
+
+
+def test_durations():
+    assert [parse_duration(t) for t in ("90", "90s", "15m", "1.5h")] == [90, 90, 900, 5400]
+    with pytest.raises(ConfigError):
+        parse_duration("soon")
+
+
+def test_config_file_then_flags(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[model]\nendpoint = "vllm"\nmodel = "r1"\n[search]\nbudget = "2m"\nlanes = 2\n')
+    model, search = build(str(path), {"model": None}, {"lanes": 3, "budget_s": None})
+    assert (model.endpoint, model.model, search.budget_s, search.lanes) == ("vllm", "r1", 120, 3)
+    path.write_text("[search]\nlanse = 2\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        build(str(path), {}, {})
