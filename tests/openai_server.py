@@ -5,7 +5,8 @@ Each POST /v1/chat/completions takes the next step of the script:
   {"status": 429}            an HTTP error (with Retry-After of 10 ms, so the client's backoff stays short)
   {"drop": True}             close the connection without answering
   {"delay": seconds, ...}    wait first
-When the script runs out, `default` answers every further call.
+  {"match": text, ...}       only for a prompt containing `text` (concurrent problems each get their own steps)
+Each call takes the first remaining step that matches; when none does, `default` answers.
 Run it as a program to serve a JSON script file: python tests/openai_server.py SCRIPT.json PORT_FILE
 """
 from __future__ import annotations
@@ -46,9 +47,12 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 if not server.authorized(self):
                     return self.reply(401, {"error": {"message": "invalid api key"}})
+                prompt = body["messages"][0]["content"]
                 with server.lock:
                     server.requests.append(body)
-                    step = server.script.pop(0) if server.script else server.default
+                    step = next((s for s in server.script if s.get("match", "") in prompt), server.default)
+                    if step is not server.default:
+                        server.script.remove(step)
                 time.sleep(step.get("delay", 0))
                 if step.get("drop"):
                     self.close_connection = True

@@ -49,12 +49,29 @@ def main(argv: list[str] | None = None) -> None:
     solve.add_argument("--out", help="run directory (default runs/solve-<problem>-<time>)")
     solve.add_argument("--resume", metavar="RUN_DIR", help="continue a run that was stopped or killed")
 
+    bench = commands.add_parser("bench", help="run the closed loop over a suite; metrics, results.csv, report")
+    bench.add_argument("suite", nargs="?", help="kernelbench, attention, or a directory of problem files")
+    bench.add_argument("--level", type=int, default=1, choices=[1, 2, 3, 4], help="KernelBench level")
+    bench.add_argument("--problems", metavar="1-20,37", help="KernelBench ids (positions for other suites)")
+    bench.add_argument("--kernelbench-dir", metavar="DIR", help="a KernelBench checkout (else its HF dataset)")
+    bench.add_argument("--spec-dir", metavar="DIR", help="attention specs (default examples/attention)")
+    bench.add_argument("--gpus", metavar="0,1,...", help="GPUs to verify on, one worker each (default all)")
+    bench.add_argument("--concurrent", type=int, help="problems searched at once (default 2 per worker)")
+    add_search_options(bench)
+    bench.add_argument("--price", metavar="IN,OUT", help="dollars per million input and output tokens, for cost")
+    bench.add_argument("--out", help="run directory (default runs/bench-<suite>-<time>)")
+    bench.add_argument("--resume", metavar="RUN_DIR", help="continue a bench: finished problems are skipped")
+    bench.add_argument("--replay", metavar="RUN_DIR", help="re-verify a run's best kernels here, no model calls")
+
+    report = commands.add_parser("report", help="write RUN_DIR/report.html (metrics, plots, kernels)")
+    report.add_argument("run_dir")
+    report.add_argument("--price", metavar="IN,OUT", help="dollars per million input and output tokens")
+    report.add_argument("--open", action="store_true", help="open the report in a browser")
+
     args = parser.parse_args(argv)
-    if args.command == "attention":
-        sys.exit(run_attention(args))
-    if args.command == "solve":
-        sys.exit(run_solve(args))
-    sys.exit(run_verify(args))
+    handlers = {"attention": run_attention, "solve": run_solve, "bench": run_bench, "report": run_report,
+                "verify": run_verify}
+    sys.exit(handlers[args.command](args))
 
 
 def add_search_options(p) -> None:
@@ -173,6 +190,157 @@ def run_attention(args) -> int:
     passed = sum(v.status == "correct" for _, v in result.verdicts)
     print(f"{spec.name}: {passed}/{len(result.verdicts)} shapes verified correct; kernel: {result.kernel_path}")
     return EXIT_CORRECT if result.ok else EXIT_REJECTED
+
+
+def run_bench(args) -> int:
+    import asyncio
+    import time
+
+    from .config import ConfigError
+    from .llm.client import LLMClient, LLMError, ModelConfig
+    from .problem import ProblemError
+    from .search.bench import BENCH_NAME, load_bench, replay, run_bench as bench_loop, save_bench
+    from .search.display import Display
+    from .search.solve import SolveConfig
+    from .suites import load_suite
+    from .verify import PoolConfig, WorkerPool, resolve_device
+
+    try:
+        prices = _prices(args.price)
+        gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+        if args.replay:
+            source = Path(args.replay)
+            if not (source / "problems").is_dir():
+                raise ConfigError(f"{source} holds no bench run to replay (no problems/)")
+            run_dir = Path(args.out or f"{source.as_posix().rstrip('/')}-replay-{time.strftime('%Y%m%d-%H%M%S')}")
+            device = resolve_device(args.device or "auto")
+            with WorkerPool(PoolConfig(device=device, gpus=gpus)) as pool:
+                replay(source, run_dir, pool, progress=lambda line: print(line, flush=True))
+                context = {"replay of": str(source), "device": pool.info.get("device_name", device),
+                           "torch": pool.info.get("torch", ""), "triton": pool.info.get("triton", "")}
+            return _finish_bench(run_dir, context, prices)
+        if args.resume:
+            run_dir = Path(args.resume)
+            if not (run_dir / BENCH_NAME).is_file():
+                raise ConfigError(f"{run_dir} holds no bench to resume (no {BENCH_NAME})")
+            saved = load_bench(run_dir)
+            problems, suite = saved["problems"], saved["suite"]
+            search, model = SolveConfig(**saved["search"]), ModelConfig(**saved["model"])
+            if args.budget:
+                from .config import parse_duration
+                search.budget_s = parse_duration(args.budget)
+        else:
+            if not args.suite:
+                raise ConfigError("give a SUITE (kernelbench, attention or a directory), --resume or --replay")
+            model, search = search_configs(args)
+            name = Path(args.suite).name if args.suite not in ("kernelbench", "attention") else args.suite
+            run_dir = Path(args.out or f"runs/bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            if (run_dir / BENCH_NAME).exists():
+                raise ConfigError(f"{run_dir} already holds a bench: continue it with --resume {run_dir}")
+            device = resolve_device(search.device)
+            suite = {"name": args.suite, "level": args.level, "problems": args.problems,
+                     "kernelbench_dir": args.kernelbench_dir, "spec_dir": args.spec_dir}
+            problems = load_suite(args.suite, level=args.level, selection=args.problems,
+                                  kernelbench_dir=args.kernelbench_dir, spec_dir=args.spec_dir, device=device,
+                                  work_dir=run_dir / "suite")
+        device = resolve_device(search.device)
+        if search.language == "cuda" and device != "cuda":
+            raise ConfigError("a CUDA C++ search needs a GPU: without one its candidates can only be compile-checked")
+        client = LLMClient(model)
+        if not args.resume:
+            save_bench(run_dir, problems, suite, search, model)
+    except (ConfigError, ProblemError, LLMError, OSError, ValueError) as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def main_loop():
+        try:
+            await client.check()
+            config = PoolConfig(device=device, gpus=gpus, compile_timeout_s=search.compile_timeout_s,
+                                run_timeout_s=search.run_timeout_s)
+            with WorkerPool(config) as pool, Display() as display:
+                concurrent = args.concurrent or 2 * len(pool.workers)
+                outcomes = await bench_loop(problems, search, client, pool, run_dir, display, concurrent)
+                return outcomes, pool.info.get("device_name", device)
+        finally:
+            await client.close()
+
+    try:
+        outcomes, device_name = asyncio.run(main_loop())
+    except LLMError as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"kernelsearch: interrupted; finished work is in {run_dir}: continue with --resume {run_dir}",
+              file=sys.stderr)
+        return 130
+    for key, outcome in outcomes.items():
+        print(f"{key}: {outcome}")
+    context = {"suite": suite.get("name"), "device": device_name, "model": client.config.model,
+               "endpoint": client.config.base_url, "budget per problem": f"{search.budget_s:g} s",
+               "lanes": search.lanes, "language": search.language}
+    return _finish_bench(run_dir, context, prices)
+
+
+def _finish_bench(run_dir: Path, context: dict, prices) -> int:
+    """Metrics, results.csv, summary.json and report.html for a bench or replay run."""
+    from .report.metrics import load_results, summarize, write_results
+
+    results = load_results(run_dir)
+    summary = summarize(results, prices)
+    write_results(run_dir, results, {**summary, "context": context})
+    (run_dir / "context.json").write_text(json.dumps(context, indent=2) + "\n")
+    report = _write_report(run_dir, results, context, prices)
+    fast = summary["fast_p"]["eager"]["1"]
+    print(f"{summary['correct']}/{summary['problems']} problems correct"
+          + (f"; fast_1 vs eager {fast:.0%}" if fast is not None else "; not timed (no GPU)")
+          + f"\nresults: {run_dir / 'results.csv'}, {run_dir / 'summary.json'}" + (f"\nreport: {report}" if report else ""))
+    return EXIT_CORRECT if summary["correct"] else EXIT_REJECTED
+
+
+def _write_report(run_dir: Path, results, context: dict, prices) -> Path | None:
+    try:
+        from .report.html import write_report
+        return write_report(run_dir, results, context, prices)
+    except ImportError as e:  # matplotlib is a dependency; say what is missing rather than fail the run
+        print(f"kernelsearch: no report ({e}); `kernelsearch report {run_dir}` where matplotlib is installed",
+              file=sys.stderr)
+        return None
+
+
+def _prices(text: str | None) -> tuple[float, float] | None:
+    from .config import ConfigError
+
+    if not text:
+        return None
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--price takes IN,OUT dollars per million tokens, like 0.55,2.19; got {text!r}") from None
+    return low, high
+
+
+def run_report(args) -> int:
+    from .config import ConfigError
+    from .report.metrics import load_results
+
+    run_dir = Path(args.run_dir)
+    try:
+        prices = _prices(args.price)
+        results = load_results(run_dir)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    context_path = run_dir / "context.json"
+    context = json.loads(context_path.read_text()) if context_path.exists() else {"run": str(run_dir)}
+    report = _write_report(run_dir, results, context, prices)
+    if report is None:
+        return EXIT_USAGE
+    print(f"report: {report}")
+    if args.open:
+        import webbrowser
+        webbrowser.open(report.resolve().as_uri())
+    return EXIT_CORRECT
 
 
 def run_verify(args) -> int:

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
+
+MAX_SHOWN = 6  # problems drawn at once during a bench; the rest are counted
 
 
 @dataclass
@@ -81,8 +84,17 @@ class Display:
         self.log(problem, text)
 
     def render(self):
+        shown = self.problems.items()
+        header = []
+        if len(self.problems) > 1:  # a bench: the running problems, at most MAX_SHOWN of them
+            running = [(n, v) for n, v in self.problems.items() if not v.finished]
+            solved = sum(1 for v in self.problems.values() if v.finished and v.best != "none yet")
+            header.append(Text(f"{len(self.problems) - len(running)} finished ({solved} with a correct kernel), "
+                               f"{len(running)} running" + (f"; showing {MAX_SHOWN}" if len(running) > MAX_SHOWN
+                                                           else "")))
+            shown = running[:MAX_SHOWN]
         tables = []
-        for name, view in self.problems.items():
+        for name, view in shown:
             left = max(0.0, view.deadline - time.monotonic()) if not view.finished else 0.0
             counts = ", ".join(f"{k} {v}" for k, v in view.statuses.most_common()) or "no attempts yet"
             title = f"{name} - {view.finished or f'{left:.0f}s left'} - best: {view.best}"
@@ -93,4 +105,4 @@ class Display:
                 table.add_row(str(lane), str(lane_view.attempts), lane_view.doing, lane_view.last)
             table.caption = counts
             tables.append(table)
-        return Group(*tables)
+        return Group(*header, *tables)

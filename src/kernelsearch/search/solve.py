@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -61,7 +62,8 @@ class Search:
     """The lanes of one problem. Model calls are I/O and run concurrently; verification queues for the pool."""
 
     def __init__(self, problem: Problem, config: SolveConfig, client: LLMClient, pool: WorkerPool, store: RunStore,
-                 display: Display, name: str | None = None):
+                 display: Display, name: str | None = None, variant_names: set[str] | None = None):
+        self.variant_names = variant_names  # which size constants the second shape may change (None: all)
         self.problem, self.config, self.client, self.pool, self.store = problem, config, client, pool, store
         self.display, self.name = display, name or problem.name
         self.archive = Archive()
@@ -197,8 +199,8 @@ class Search:
             self.display.attempt_finished(self.name, lane.index, step, strategy, "no_code", extracted.note)
             return
         self.display.verifying(self.name, lane.index, step)
-        request = make_request(self.problem, extracted.code, f"attempt{attempt_id}", dtype=cfg.dtype,
-                               trials=cfg.trials, seed=cfg.seed, timing=True, strict=cfg.strict)
+        request = make_request(self.problem, extracted.code, f"attempt{attempt_id}", self.variant_names,
+                               dtype=cfg.dtype, trials=cfg.trials, seed=cfg.seed, timing=True, strict=cfg.strict)
         verdict = await asyncio.wrap_future(self.pool.submit(request))
         timing = verdict.timing or {}
         self.store.update(attempt_id, status=verdict.status, verdict=verdict.to_json(),
@@ -240,11 +242,11 @@ def load_config(run_dir: Path) -> tuple[str, dict, SolveConfig, ModelConfig]:
 
 
 async def solve(problem: Problem, config: SolveConfig, client: LLMClient, pool: WorkerPool, run_dir: Path,
-                display: Display, name: str | None = None) -> SolveResult:
+                display: Display, name: str | None = None, variant_names: set[str] | None = None) -> SolveResult:
     """Search until the budget or a cap, then re-verify the winner cold and write best.py and summary.json."""
     store = RunStore(run_dir / STORE_NAME)
     try:
-        search = Search(problem, config, client, pool, store, display, name)
+        search = Search(problem, config, client, pool, store, display, name, variant_names)
         store.set_meta("sessions", search.session + 1)
         await search.run()
         best, cold = await asyncio.to_thread(cold_check, search, pool.config)
@@ -255,17 +257,28 @@ async def solve(problem: Problem, config: SolveConfig, client: LLMClient, pool: 
         store.close()
 
 
+# One cold check at a time in this process: each starts a worker of its own beside the pool's, and two timing
+# at once on one GPU would skew both.
+_COLD_CHECK = threading.Lock()
+
+
 def cold_check(search: Search, pool_config: PoolConfig) -> tuple[Entry | None, Verdict | None]:
     """The winner again in a fresh worker with new seeds; if it fails there, the next best gets the same test."""
     if not search.archive.entries:
         return None, None
+    with _COLD_CHECK:
+        return _cold_check(search, pool_config)
+
+
+def _cold_check(search: Search, pool_config: PoolConfig) -> tuple[Entry | None, Verdict | None]:
     gpus = pool_config.gpus[:1] if pool_config.gpus else None
     config = replace(pool_config, gpus=gpus, workdir=None)
     cfg = search.config
     with WorkerPool(config) as fresh:
         for entry in search.archive.ranked()[:3]:
-            request = make_request(search.problem, entry.code, f"attempt{entry.attempt_id}", dtype=cfg.dtype,
-                                   trials=cfg.trials, seed=cfg.seed + 1000, timing=True, strict=cfg.strict)
+            request = make_request(search.problem, entry.code, f"attempt{entry.attempt_id}", search.variant_names,
+                                   dtype=cfg.dtype, trials=cfg.trials, seed=cfg.seed + 1000, timing=True,
+                                   strict=cfg.strict)
             verdict = fresh.verify(request)
             search.store.set_meta(f"cold_check_{entry.attempt_id}", verdict.to_json())
             if verdict.ok:

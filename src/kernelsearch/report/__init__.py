@@ -1,0 +1,1 @@
+"""Metrics over recorded runs, and the HTML report."""

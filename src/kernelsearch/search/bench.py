@@ -1,0 +1,136 @@
+"""A whole suite: each problem gets its own search, all sharing this machine's verifier workers (`bench`)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import traceback
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from ..llm.client import LLMClient, LLMError
+from ..problem import ProblemError, load_problem
+from ..suites import SuiteProblem
+from ..verify import WorkerPool, make_request
+from .display import Display
+from .solve import SUMMARY_NAME, SolveConfig, solve
+
+BENCH_NAME, PROBLEMS_DIR, PROBLEM_FILE, ERROR_FILE, REPLAY_NAME = (
+    "bench.json", "problems", "problem.py", "error.txt", "replay.json")
+
+
+def problem_dir(run_dir: Path, problem: SuiteProblem) -> Path:
+    return run_dir / PROBLEMS_DIR / problem.key
+
+
+def save_bench(run_dir: Path, problems: list[SuiteProblem], suite: dict, search: SolveConfig, model) -> None:
+    """The problem list and settings, so that --resume runs the same bench (API keys are never written)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = {"suite": suite, "search": asdict(search), "model": asdict(model.resolved()) if model else None,
+            "problems": [{**asdict(p), "path": str(p.path)} for p in problems]}
+    (run_dir / BENCH_NAME).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def load_bench(run_dir: Path) -> dict:
+    data = json.loads((run_dir / BENCH_NAME).read_text())
+    data["problems"] = [SuiteProblem(**{**p, "path": Path(p["path"])}) for p in data["problems"]]
+    return data
+
+
+async def run_bench(problems: list[SuiteProblem], search: SolveConfig, client: LLMClient, pool: WorkerPool,
+                    run_dir: Path, display: Display, concurrent: int) -> dict[str, str]:
+    """Solve every problem not finished yet; a problem that fails (even by crashing its worker) does not stop the
+    others. Returns each problem's outcome: its summary headline, `skipped (finished)` or the error."""
+    slots = asyncio.Semaphore(concurrent)
+    stop = asyncio.Event()  # a fatal model error (bad key, endpoint down) ends the whole bench
+    outcomes: dict[str, str] = {}
+
+    async def one(problem: SuiteProblem) -> None:
+        out = problem_dir(run_dir, problem)
+        if (out / SUMMARY_NAME).exists():
+            outcomes[problem.key] = "skipped (finished)"
+            return
+        async with slots:
+            if stop.is_set():
+                outcomes[problem.key] = "not run (the bench stopped)"
+                return
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                if not (out / PROBLEM_FILE).exists():  # keep the exact text solved, for report and --replay
+                    shutil.copyfile(problem.path, out / PROBLEM_FILE)
+                loaded = load_problem(out / PROBLEM_FILE)
+                loaded.name = problem.key
+                config = replace(search, dtype=problem.dtype or search.dtype)
+                variant = set(problem.variant_names) if problem.variant_names else None
+                result = await solve(loaded, config, client, pool, out, display, problem.key, variant)
+                outcomes[problem.key] = result.summary["headline"]
+                if result.fatal and not result.summary["attempts"]:
+                    stop.set()
+            except (ProblemError, OSError) as e:
+                outcomes[problem.key] = _failed(out, f"problem error: {e}")
+            except LLMError as e:
+                outcomes[problem.key] = _failed(out, str(e))
+                stop.set()
+            except Exception as e:  # our bug: record it with the traceback and go on with the others
+                outcomes[problem.key] = _failed(out, f"internal error: {type(e).__name__}: {e}",
+                                                traceback.format_exc())
+
+    await asyncio.gather(*(one(p) for p in problems))
+    return outcomes
+
+
+def _failed(out: Path, message: str, detail: str = "") -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ERROR_FILE).write_text(message + ("\n\n" + detail if detail else "") + "\n")
+    return message
+
+
+def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, seed: int = 4242,
+           progress=print) -> dict[str, dict]:
+    """Re-verify an earlier run's best kernels on this machine (no model calls): each problem's verdict goes to
+    `replay.json` beside a copy of its problem and kernel."""
+    verdicts = {}
+    for problem_path in sorted((source_run / PROBLEMS_DIR).glob(f"*/{PROBLEM_FILE}")):
+        key = problem_path.parent.name
+        best = problem_path.parent / "best.py"
+        out = out_run / PROBLEMS_DIR / key
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(problem_path, out / PROBLEM_FILE)
+        summary_path = problem_path.parent / SUMMARY_NAME
+        if summary_path.exists():
+            shutil.copyfile(summary_path, out / "search_summary.json")
+        if not best.exists():
+            verdicts[key] = {"status": "no_kernel", "message": "the run found no correct kernel"}
+        else:
+            shutil.copyfile(best, out / "best.py")
+            settings = _search_settings(problem_path.parent)
+            problem = load_problem(out / PROBLEM_FILE)
+            problem.name = key
+            variant = set(settings["variant_names"]) if settings.get("variant_names") else None
+            request = make_request(problem, best.read_text(), "best", variant, dtype=settings.get("dtype", "fp32"),
+                                   trials=trials, seed=seed, timing=True, strict=settings.get("strict", False))
+            verdicts[key] = pool.verify(request).to_json()
+        (out / REPLAY_NAME).write_text(json.dumps(verdicts[key], indent=2) + "\n")
+        progress(f"{key}: {verdicts[key]['status']}" + _speed(verdicts[key]))
+    return verdicts
+
+
+def _search_settings(problem_run: Path) -> dict:
+    """dtype, strictness and second-shape rule the kernel was found under (from the bench that ran it)."""
+    bench = problem_run.parent.parent / BENCH_NAME
+    if not bench.exists():
+        return {}
+    data = json.loads(bench.read_text())
+    entry = next((p for p in data["problems"] if p["key"] == problem_run.name), {})
+    return {"dtype": entry.get("dtype") or data["search"]["dtype"], "strict": data["search"]["strict"],
+            "variant_names": entry.get("variant_names")}
+
+
+def _speed(verdict: dict) -> str:
+    timing = verdict.get("timing") or {}
+    if "speedup_vs_eager" not in timing:
+        return ""
+    text = f", {timing['speedup_vs_eager']:.3g}x eager"
+    if "speedup_vs_compile" in timing:
+        text += f", {timing['speedup_vs_compile']:.3g}x torch.compile"
+    return text

@@ -1,0 +1,88 @@
+"""`kernelsearch bench` end to end on a suite of our own in KernelBench's layout, against the scripted server."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sqlite3
+
+import pytest
+
+from kernelsearch.cli import main
+from kernelsearch.suites import load_suite, parse_selection, write_kernelbench_rows
+
+from .conftest import CANDIDATES, DEVICE, PROBLEMS
+from .openai_server import ScriptedServer, fenced
+
+SUITE = {1: "elementwise_add_relu", 2: "row_sum", 3: "softmax"}
+
+
+def kernelbench_checkout(root):
+    level = root / "KernelBench" / "level1"
+    level.mkdir(parents=True)
+    for number, name in SUITE.items():
+        shutil.copyfile(PROBLEMS / f"{name}.py", level / f"{number}_{name}.py")
+    return root
+
+
+def answer(candidate: str, match: str) -> dict:
+    return {"content": fenced((CANDIDATES / f"{candidate}.py").read_text()), "match": match}
+
+
+def bench(*args: str) -> int:
+    with pytest.raises(SystemExit) as done:
+        main(["bench", *args, "--device", DEVICE] if "--replay" not in args else ["bench", *args])
+    return done.value.code
+
+
+def test_bench_runs_a_suite_end_to_end_and_resumes(tmp_path, capsys):
+    checkout = kernelbench_checkout(tmp_path / "kb")
+    run = tmp_path / "run"
+    script = [answer("out_of_bounds", "torch.relu(a + b)"),  # kills its worker; the other problems go on
+              answer("add_relu_triton", "torch.relu(a + b)"),
+              answer("row_sum_triton", "torch.sum(x, dim=self.dim")]
+    with ScriptedServer(script) as server:  # softmax only ever gets answers without code
+        status = bench("kernelbench", "--kernelbench-dir", str(checkout), "--level", "1", "--base-url", server.url,
+                       "--lanes", "1", "--budget", "2m", "--max-attempts", "2", "--concurrent", "3",
+                       "--out", str(run))
+        assert status == 0
+        calls = len(server.requests)
+        rows = {r["problem"]: r for r in csv.DictReader(open(run / "results.csv"))}
+        assert set(rows) == {"L1-001_elementwise_add_relu", "L1-002_row_sum", "L1-003_softmax"}
+        assert [rows[k]["solved"] for k in sorted(rows)] == ["1", "1", "0"]
+        db = sqlite3.connect(run / "problems" / "L1-001_elementwise_add_relu" / "store.sqlite")
+        assert [s for (s,) in db.execute("SELECT status FROM attempts ORDER BY id")] == ["runtime_error", "correct"]
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["problems"] == 3 and summary["correct"] == 2
+        assert summary["attempts"] == 6  # the attempt cap (2) applies per problem
+        curve = summary["solve_curve"]
+        assert curve[0][1] == 0 and curve[-1][1] == pytest.approx(2 / 3)
+        assert (run / "report.html").exists()
+
+        # resume: every problem is finished, so nothing is asked again
+        assert bench("--resume", str(run)) == 0
+        assert len(server.requests) == calls
+    assert "skipped (finished)" in capsys.readouterr().out
+
+
+def test_problem_selection_and_plain_directories(tmp_path):
+    assert parse_selection("1-3,7") == {1, 2, 3, 7}
+    checkout = kernelbench_checkout(tmp_path / "kb")
+    chosen = load_suite("kernelbench", kernelbench_dir=str(checkout), selection="2-3", work_dir=tmp_path)
+    assert [p.key for p in chosen] == ["L1-002_row_sum", "L1-003_softmax"]
+    plain = load_suite(str(PROBLEMS), selection="1", work_dir=tmp_path)
+    assert len(plain) == 1 and plain[0].path.parent == PROBLEMS
+
+
+def test_hugging_face_rows_are_written_in_kernelbench_layout(tmp_path):
+    rows = [{"problem_id": 19, "name": "19_ReLU.py", "code": "# relu", "level": 1},
+            {"problem_id": 3, "name": "Batched matmul", "code": "# bmm", "level": 1}]
+    out = write_kernelbench_rows(rows, tmp_path / "level1")
+    assert sorted(p.name for p in out.iterdir()) == ["19_ReLU.py", "3_Batched_matmul.py"]
+    assert [p.key for p in load_suite(str(out), work_dir=tmp_path)] == ["003_Batched_matmul", "019_ReLU"]
+
+
+def test_attention_examples_are_a_suite(tmp_path):
+    problems = load_suite("attention", work_dir=tmp_path, device="cpu")
+    assert {p.key for p in problems} >= {"causal", "relative_position", "neighborhood_2d"}
+    assert all(p.path.read_text().count("class Model(") == 1 and p.variant_names for p in problems)
