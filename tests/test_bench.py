@@ -86,3 +86,11 @@ def test_attention_examples_are_a_suite(tmp_path):
     problems = load_suite("attention", work_dir=tmp_path, device="cpu")
     assert {p.key for p in problems} >= {"causal", "relative_position", "neighborhood_2d"}
     assert all(p.path.read_text().count("class Model(") == 1 and p.variant_names for p in problems)
+
+
+def test_bench_with_an_unreachable_endpoint_is_one_line(tmp_path, capsys):
+    checkout = kernelbench_checkout(tmp_path / "kb")
+    status = bench("kernelbench", "--kernelbench-dir", str(checkout), "--base-url", "http://127.0.0.1:9/v1",
+                   "--out", str(tmp_path / "run"))
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "cannot reach http://127.0.0.1:9/v1" in err and "\n" not in err

@@ -11,8 +11,9 @@ from kernelsearch.verify import Verdict
 
 
 def timed(ms: float, eager_ms: float = 1.0) -> Verdict:
-    return Verdict(status="correct", message="", timing={"candidate": {"median_ms": ms}, "eager": {"median_ms": eager_ms},
-                                                         "speedup_vs_eager": round(eager_ms / ms, 4)})
+    timing = {"candidate": {"median_ms": ms}, "eager": {"median_ms": eager_ms},
+              "speedup_vs_eager": round(eager_ms / ms, 4)}
+    return Verdict(status="correct", message="", timing=timing)
 
 
 def entry(attempt: int, verdict: Verdict, at: float) -> Entry:
@@ -91,3 +92,35 @@ def test_config_file_then_flags(tmp_path):
     path.write_text("[search]\nlanse = 2\n")
     with pytest.raises(ConfigError, match="unknown key"):
         build(str(path), {}, {})
+
+
+def test_caps_and_target_stop_the_search(tmp_path):
+    from kernelsearch.problem import load_problem
+    from kernelsearch.search.display import Display
+    from kernelsearch.search.solve import Search, SolveConfig
+    from kernelsearch.store import RunStore
+
+    from .conftest import PROBLEMS
+
+    problem = load_problem(PROBLEMS / "elementwise_add_relu.py")
+    store = RunStore(tmp_path / "store.sqlite")
+
+    def search(**config):
+        return Search(problem, SolveConfig(**config), client=None, pool=None, store=store, display=Display(live=False))
+
+    s = search(target_speedup=1.5)
+    s.check_caps()
+    assert not s.stop.is_set()
+    s.archive.add(entry(1, timed(0.5), 1.0))  # 2x eager
+    s.check_caps()
+    assert s.stop_reason == "target reached (2x eager >= 1.5x)"
+    for step in (1, 2):
+        i = store.begin(lane=0, step=step, strategy="first", base_id=None, session=0, started_s=0.0, prompt="p")
+        store.update(i, status="incorrect", finished_s=1.0)
+    s = search(max_attempts=2)
+    s.check_caps()
+    assert s.stop_reason == "attempt cap reached (2)"
+    s = search(budget_s=0.5)
+    s.spent_before = 0.6  # budget spent in an earlier session
+    s.check_caps()
+    assert s.stop_reason == "budget spent"

@@ -106,16 +106,56 @@ def search_configs(args):
     return build(args.config, model_flags, search_flags)
 
 
-def run_solve(args) -> int:
+def _start(search, model):
+    """The device and a model client for a search, or a ConfigError/LLMError that says what is wrong."""
+    from .config import ConfigError
+    from .llm.client import LLMClient
+    from .verify import resolve_device
+
+    if search.lanes < 1 or search.budget_s <= 0:
+        raise ConfigError("--lanes and --budget must be positive")
+    device = resolve_device(search.device)
+    if search.language == "cuda" and device != "cuda":
+        raise ConfigError("a CUDA C++ search needs a GPU: without one its candidates can only be compile-checked")
+    return device, LLMClient(model)
+
+
+def _search(client, pool_config, run_dir: Path, work):
+    """Check the endpoint, start the verifier pool and the display, and run `await work(pool, display)`.
+    Returns (result, None), or (None, exit code) after a one-line error; finished work stays in run_dir."""
     import asyncio
+
+    from .llm.client import LLMError
+    from .search.display import Display
+    from .verify import WorkerPool
+
+    async def main_loop():
+        try:
+            await client.check()
+            with WorkerPool(pool_config) as pool, Display() as display:
+                return await work(pool, display)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(main_loop()), None
+    except LLMError as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return None, EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"kernelsearch: interrupted; finished work is in {run_dir}: continue with --resume {run_dir}",
+              file=sys.stderr)
+        return None, 130
+
+
+def run_solve(args) -> int:
     import time
 
     from .config import ConfigError
-    from .llm.client import LLMClient, LLMError
+    from .llm.client import LLMError
     from .problem import ProblemError, load_problem, parse_overrides
-    from .search.display import Display
     from .search.solve import CONFIG_NAME, STORE_NAME, load_config, save_config, solve
-    from .verify import PoolConfig, WorkerPool, resolve_device
+    from .verify import PoolConfig
 
     try:
         if args.resume:
@@ -136,36 +176,18 @@ def run_solve(args) -> int:
             if (run_dir / STORE_NAME).exists():
                 raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}")
         problem = load_problem(problem_path, overrides)
-        if search.lanes < 1 or search.budget_s <= 0:
-            raise ConfigError("--lanes and --budget must be positive")
-        device = resolve_device(search.device)
-        if search.language == "cuda" and device != "cuda":
-            raise ConfigError("a CUDA C++ search needs a GPU: without one its candidates can only be compile-checked")
-        client = LLMClient(model)
+        device, client = _start(search, model)
         if not args.resume:
             save_config(run_dir, problem_path, overrides, search, model)
     except (ConfigError, ProblemError, LLMError, OSError, ValueError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
-    async def main_loop():
-        try:
-            await client.check()
-            with WorkerPool(PoolConfig(device=device, compile_timeout_s=search.compile_timeout_s,
-                                       run_timeout_s=search.run_timeout_s)) as pool, Display() as display:
-                return await solve(problem, search, client, pool, run_dir, display)
-        finally:
-            await client.close()
-
-    try:
-        result = asyncio.run(main_loop())
-    except LLMError as e:
-        print(f"kernelsearch: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"kernelsearch: interrupted; every finished attempt is in {run_dir}: continue with --resume {run_dir}",
-              file=sys.stderr)
-        return 130
+    result, failed = _search(client, PoolConfig(device=device, compile_timeout_s=search.compile_timeout_s,
+                                                run_timeout_s=search.run_timeout_s), run_dir,
+                             lambda pool, display: solve(problem, search, client, pool, run_dir, display))
+    if failed is not None:
+        return failed
     print(f"{result.summary['headline']}\nrun: {run_dir}" + (f"\nkernel: {run_dir / 'best.py'}" if result.best else ""))
     if result.fatal:
         print(f"kernelsearch: error: {result.fatal} (recorded work is in {run_dir}; continue with --resume {run_dir})",
@@ -193,14 +215,12 @@ def run_attention(args) -> int:
 
 
 def run_bench(args) -> int:
-    import asyncio
     import time
 
     from .config import ConfigError
-    from .llm.client import LLMClient, LLMError, ModelConfig
+    from .llm.client import LLMError, ModelConfig
     from .problem import ProblemError
     from .search.bench import BENCH_NAME, load_bench, replay, run_bench as bench_loop, save_bench
-    from .search.display import Display
     from .search.solve import SolveConfig
     from .suites import load_suite
     from .verify import PoolConfig, WorkerPool, resolve_device
@@ -243,37 +263,24 @@ def run_bench(args) -> int:
             problems = load_suite(args.suite, level=args.level, selection=args.problems,
                                   kernelbench_dir=args.kernelbench_dir, spec_dir=args.spec_dir, device=device,
                                   work_dir=run_dir / "suite")
-        device = resolve_device(search.device)
-        if search.language == "cuda" and device != "cuda":
-            raise ConfigError("a CUDA C++ search needs a GPU: without one its candidates can only be compile-checked")
-        client = LLMClient(model)
+        device, client = _start(search, model)
         if not args.resume:
             save_bench(run_dir, problems, suite, search, model)
     except (ConfigError, ProblemError, LLMError, OSError, ValueError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
-    async def main_loop():
-        try:
-            await client.check()
-            config = PoolConfig(device=device, gpus=gpus, compile_timeout_s=search.compile_timeout_s,
-                                run_timeout_s=search.run_timeout_s)
-            with WorkerPool(config) as pool, Display() as display:
-                concurrent = args.concurrent or 2 * len(pool.workers)
-                outcomes = await bench_loop(problems, search, client, pool, run_dir, display, concurrent)
-                return outcomes, pool.info.get("device_name", device)
-        finally:
-            await client.close()
+    async def work(pool, display):
+        concurrent = args.concurrent or 2 * len(pool.workers)  # the GPU verifies while models think
+        outcomes = await bench_loop(problems, search, client, pool, run_dir, display, concurrent)
+        return outcomes, pool.info.get("device_name", device)
 
-    try:
-        outcomes, device_name = asyncio.run(main_loop())
-    except LLMError as e:
-        print(f"kernelsearch: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"kernelsearch: interrupted; finished work is in {run_dir}: continue with --resume {run_dir}",
-              file=sys.stderr)
-        return 130
+    config = PoolConfig(device=device, gpus=gpus, compile_timeout_s=search.compile_timeout_s,
+                        run_timeout_s=search.run_timeout_s)
+    result, failed = _search(client, config, run_dir, work)
+    if failed is not None:
+        return failed
+    outcomes, device_name = result
     for key, outcome in outcomes.items():
         print(f"{key}: {outcome}")
     context = {"suite": suite.get("name"), "device": device_name, "model": client.config.model,
@@ -294,7 +301,8 @@ def _finish_bench(run_dir: Path, context: dict, prices) -> int:
     fast = summary["fast_p"]["eager"]["1"]
     print(f"{summary['correct']}/{summary['problems']} problems correct"
           + (f"; fast_1 vs eager {fast:.0%}" if fast is not None else "; not timed (no GPU)")
-          + f"\nresults: {run_dir / 'results.csv'}, {run_dir / 'summary.json'}" + (f"\nreport: {report}" if report else ""))
+          + f"\nresults: {run_dir / 'results.csv'}, {run_dir / 'summary.json'}"
+          + (f"\nreport: {report}" if report else ""))
     return EXIT_CORRECT if summary["correct"] else EXIT_REJECTED
 
 

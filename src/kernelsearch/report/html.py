@@ -127,7 +127,8 @@ def render(run_dir: Path, results: list[ProblemResult], title: str, context: dic
            prices: tuple[float, float] | None = None) -> str:
     summary = summarize(results, prices)
     budget = max([r.budget_s or 0 for r in results], default=0) or None
-    rows = [("problems", summary["problems"]), ("correct", f"{summary['correct']} ({_fmt(summary['correctness'], '%')})"),
+    rows = [("problems", summary["problems"]),
+            ("correct", f"{summary['correct']} ({_fmt(summary['correctness'], '%')})"),
             ("attempts", summary["attempts"])]
     rows += [(f"{k.replace('_', ' ')}", f"{v:,}") for k, v in summary["tokens"].items()]
     if summary["cost_usd"] is not None:

@@ -47,7 +47,7 @@ async def run_bench(problems: list[SuiteProblem], search: SolveConfig, client: L
 
     async def one(problem: SuiteProblem) -> None:
         out = problem_dir(run_dir, problem)
-        if (out / SUMMARY_NAME).exists():
+        if _finished(out):
             outcomes[problem.key] = "skipped (finished)"
             return
         async with slots:
@@ -64,7 +64,7 @@ async def run_bench(problems: list[SuiteProblem], search: SolveConfig, client: L
                 variant = set(problem.variant_names) if problem.variant_names else None
                 result = await solve(loaded, config, client, pool, out, display, problem.key, variant)
                 outcomes[problem.key] = result.summary["headline"]
-                if result.fatal and not result.summary["attempts"]:
+                if result.fatal:  # a bad key or a dead endpoint fails every problem alike
                     stop.set()
             except (ProblemError, OSError) as e:
                 outcomes[problem.key] = _failed(out, f"problem error: {e}")
@@ -77,6 +77,12 @@ async def run_bench(problems: list[SuiteProblem], search: SolveConfig, client: L
 
     await asyncio.gather(*(one(p) for p in problems))
     return outcomes
+
+
+def _finished(out: Path) -> bool:
+    """Searched to the end; a search cut short by a fatal model error runs again on --resume."""
+    summary = out / SUMMARY_NAME
+    return summary.exists() and not json.loads(summary.read_text()).get("fatal_error")
 
 
 def _failed(out: Path, message: str, detail: str = "") -> str:

@@ -1,4 +1,4 @@
-"""One problem's search: lanes ask the model, the verifier judges, the best proven kernel wins (`kernelsearch solve`)."""
+"""One problem's search (`solve`): lanes ask the model, the verifier judges, the best proven kernel wins."""
 from __future__ import annotations
 
 import asyncio
@@ -204,7 +204,8 @@ class Search:
         verdict = await asyncio.wrap_future(self.pool.submit(request))
         timing = verdict.timing or {}
         self.store.update(attempt_id, status=verdict.status, verdict=verdict.to_json(),
-                          speedup_eager=timing.get("speedup_vs_eager"), speedup_compile=timing.get("speedup_vs_compile"),
+                          speedup_eager=timing.get("speedup_vs_eager"),
+                          speedup_compile=timing.get("speedup_vs_compile"),
                           candidate_ms=(timing.get("candidate") or {}).get("median_ms"), verify_s=verdict.elapsed_s,
                           finished_s=round(self.elapsed(), 3))
         self.store.set_meta("elapsed_s", round(self.elapsed(), 3))
