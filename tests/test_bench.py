@@ -64,6 +64,16 @@ def test_bench_runs_a_suite_end_to_end_and_resumes(tmp_path, capsys):
         assert len(server.requests) == calls
     assert "skipped (finished)" in capsys.readouterr().out
 
+    # replay: the best kernels verified again with new seeds, no model at all (the endpoint is gone by now)
+    replayed = tmp_path / "replay"
+    assert bench("--replay", str(run), "--out", str(replayed), "--device", DEVICE) == 0
+    verdicts = {p.parent.name: json.loads(p.read_text())["status"]
+                for p in replayed.glob("problems/*/replay.json")}
+    assert verdicts == {"L1-001_elementwise_add_relu": "correct", "L1-002_row_sum": "correct",
+                        "L1-003_softmax": "no_kernel"}
+    replay_summary = json.loads((replayed / "summary.json").read_text())
+    assert replay_summary["correct"] == 2 and replay_summary["context"]["replay of"] == str(run)
+
 
 def test_problem_selection_and_plain_directories(tmp_path):
     assert parse_selection("1-3,7") == {1, 2, 3, 7}

@@ -20,6 +20,12 @@ def test_credentials_never_reach_a_worker(monkeypatch, tmp_path):
     assert env["HOME"] == env["TMPDIR"] == str(tmp_path)
 
 
+def test_a_key_variable_named_by_the_user_is_hidden_too(monkeypatch, tmp_path):
+    monkeypatch.setenv("MY_R1", "s3cret")  # --api-key-env MY_R1: nothing in the name says it is secret
+    assert "MY_R1" in worker_env("cpu", None, tmp_path)
+    assert "MY_R1" not in worker_env("cpu", None, tmp_path, hidden=("MY_R1",))
+
+
 def test_gpu_worker_sees_only_its_gpu(tmp_path):
     env = worker_env("cuda", 3, tmp_path)
     assert env["CUDA_VISIBLE_DEVICES"] == "3" and "TRITON_INTERPRET" not in env

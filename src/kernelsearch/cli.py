@@ -124,10 +124,14 @@ def _search(client, pool_config, run_dir: Path, work):
     """Check the endpoint, start the verifier pool and the display, and run `await work(pool, display)`.
     Returns (result, None), or (None, exit code) after a one-line error; finished work stays in run_dir."""
     import asyncio
+    from dataclasses import replace
 
     from .llm.client import LLMError
     from .search.display import Display
     from .verify import WorkerPool
+
+    if client.config.api_key_env:  # whatever the variable is called, candidates never see it
+        pool_config = replace(pool_config, hidden_env=(*pool_config.hidden_env, client.config.api_key_env))
 
     async def main_loop():
         try:
@@ -183,8 +187,8 @@ def run_solve(args) -> int:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
-    result, failed = _search(client, PoolConfig(device=device, compile_timeout_s=search.compile_timeout_s,
-                                                run_timeout_s=search.run_timeout_s), run_dir,
+    config = PoolConfig(device=device, compile_timeout_s=search.compile_timeout_s, run_timeout_s=search.run_timeout_s)
+    result, failed = _search(client, config, run_dir,
                              lambda pool, display: solve(problem, search, client, pool, run_dir, display))
     if failed is not None:
         return failed
@@ -266,7 +270,7 @@ def run_bench(args) -> int:
         device, client = _start(search, model)
         if not args.resume:
             save_bench(run_dir, problems, suite, search, model)
-    except (ConfigError, ProblemError, LLMError, OSError, ValueError) as e:
+    except (ConfigError, ProblemError, LLMError, OSError, ValueError, RuntimeError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 

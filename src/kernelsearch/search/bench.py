@@ -110,12 +110,17 @@ def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, s
         else:
             shutil.copyfile(best, out / "best.py")
             settings = _search_settings(problem_path.parent)
-            problem = load_problem(out / PROBLEM_FILE)
-            problem.name = key
-            variant = set(settings["variant_names"]) if settings.get("variant_names") else None
-            request = make_request(problem, best.read_text(), "best", variant, dtype=settings.get("dtype", "fp32"),
-                                   trials=trials, seed=seed, timing=True, strict=settings.get("strict", False))
-            verdicts[key] = pool.verify(request).to_json()
+            try:
+                problem = load_problem(out / PROBLEM_FILE)
+            except ProblemError as e:
+                verdicts[key] = {"status": "problem_error", "message": str(e)}
+            else:
+                problem.name = key
+                variant = set(settings["variant_names"]) if settings.get("variant_names") else None
+                request = make_request(problem, best.read_text(), "best", variant,
+                                       dtype=settings.get("dtype", "fp32"), trials=trials, seed=seed, timing=True,
+                                       strict=settings.get("strict", False))
+                verdicts[key] = pool.verify(request).to_json()
         (out / REPLAY_NAME).write_text(json.dumps(verdicts[key], indent=2) + "\n")
         progress(f"{key}: {verdicts[key]['status']}" + _speed(verdicts[key]))
     return verdicts

@@ -34,6 +34,7 @@ class PoolConfig:
     file_limit_gb: float = 4.0
     workdir: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    hidden_env: tuple[str, ...] = ()  # variables candidates must never see (the model's API key variable)
 
 
 def resolve_device(device: str) -> str:
@@ -103,7 +104,7 @@ class _Worker:
         cfg = self.pool.config
         workdir = self.pool.root / f"worker{self.index}"
         workdir.mkdir(parents=True, exist_ok=True)
-        env = {**worker_env(self.pool.device, self.gpu, workdir), **cfg.extra_env}
+        env = {**worker_env(self.pool.device, self.gpu, workdir, cfg.hidden_env), **cfg.extra_env}
         read_fd, write_fd = os.pipe()
         env["KS_RESPONSE_FD"] = str(write_fd)
         env["KS_COMPILE_TIMEOUT"] = str(cfg.compile_timeout_s)

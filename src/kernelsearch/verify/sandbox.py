@@ -13,8 +13,10 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOK
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 
 
-def worker_env(device: str, gpu: int | None, workdir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not SECRET_NAME.search(k)}
+def worker_env(device: str, gpu: int | None, workdir: Path, hidden: tuple[str, ...] = ()) -> dict[str, str]:
+    """The worker's environment: no variable that looks secret, nor any named in `hidden` (an API key variable
+    given by name, whatever it is called)."""
+    env = {k: v for k, v in os.environ.items() if not SECRET_NAME.search(k) and k not in hidden}
     package_root = str(Path(__file__).resolve().parents[2])  # .../src, so the worker imports this very code
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
