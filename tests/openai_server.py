@@ -4,6 +4,7 @@ Each POST /v1/chat/completions takes the next step of the script:
   {"content": str, "reasoning_content": str, "reasoning": str, "finish_reason": str}  an answer
   {"status": 429}            an HTTP error (with Retry-After of 10 ms, so the client's backoff stays short)
   {"drop": True}             close the connection without answering
+  {"drop_after": n, ...}     a streamed answer that breaks off after n events
   {"delay": seconds, ...}    wait first
   {"match": text, ...}       only for a prompt containing `text` (concurrent problems each get their own steps)
 Each call takes the first remaining step that matches; when none does, `default` answers.
@@ -45,9 +46,9 @@ class ScriptedServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                prompt = body["messages"][0]["content"]
                 if not server.authorized(self):
                     return self.reply(401, {"error": {"message": "invalid api key"}})
-                prompt = body["messages"][0]["content"]
                 with server.lock:
                     server.requests.append(body)
                     step = next((s for s in server.script if s.get("match", "") in prompt), server.default)
@@ -66,13 +67,42 @@ class ScriptedServer:
                     if key in step:
                         message[key] = step[key]
                 tokens = step.get("completion_tokens", len(message["content"].split()))
-                self.reply(200, {
-                    "id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", ""),
-                    "choices": [{"index": 0, "message": message, "finish_reason": step.get("finish_reason", "stop")}],
-                    "usage": {"prompt_tokens": len(body["messages"][0]["content"].split()),
-                              "completion_tokens": tokens, "total_tokens": tokens,
-                              "completion_tokens_details": {"reasoning_tokens": step.get("reasoning_tokens", 0)}}})
+                usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": tokens, "total_tokens": tokens,
+                         "completion_tokens_details": {"reasoning_tokens": step.get("reasoning_tokens", 0)}}
+                head = {"id": f"chatcmpl-{len(server.requests)}", "created": int(time.time()),
+                        "model": body.get("model", "")}
+                finish = step.get("finish_reason", "stop")
+                try:
+                    if body.get("stream"):
+                        return self.stream(head, message, finish, usage, step.get("drop_after"))
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client hung up (a call cancelled at the end of a budget)
+                self.reply(200, {**head, "object": "chat.completion", "usage": usage,
+                                 "choices": [{"index": 0, "message": message, "finish_reason": finish}]})
+
+            def stream(self, head: dict, message: dict, finish: str, usage: dict, drop_after: int | None):
+                """Server-sent events as OpenAI sends them: reasoning and content in pieces, a finish, usage, [DONE].
+                `drop_after` closes the connection after that many events."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                events = []
+                for key in ("reasoning_content", "reasoning", "content"):
+                    text = message.get(key, "")
+                    for i in range(0, len(text), 40):
+                        events.append({"index": 0, "delta": {key: text[i:i + 40]}, "finish_reason": None})
+                events.append({"index": 0, "delta": {}, "finish_reason": finish})
+                chunks = [{**head, "object": "chat.completion.chunk", "choices": [e]} for e in events]
+                chunks.append({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+                for n, chunk in enumerate(chunks):
+                    if drop_after is not None and n == drop_after:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
 
             def reply(self, status: int, payload: dict, headers: dict | None = None):
                 data = json.dumps(payload).encode()

@@ -23,17 +23,41 @@ def complete(url: str, **config):
     return asyncio.run(go())
 
 
+LONG = "a long line of thought " * 10  # longer than one streamed piece, so it arrives in several
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
 @pytest.mark.parametrize("step, reasoning", [
-    ({"content": "answer", "reasoning_content": "deepseek style"}, "deepseek style"),
+    ({"content": "answer", "reasoning_content": LONG}, LONG.strip()),
     ({"content": "answer", "reasoning": "vllm style"}, "vllm style"),
-    ({"content": "<think>inline style</think>answer"}, "inline style"),
+    ({"content": f"<think>{LONG}</think>answer"}, LONG.strip()),
     ({"content": "no opening tag</think>answer"}, "no opening tag"),
 ])
-def test_reasoning_is_kept_apart_from_the_answer(step, reasoning):
+def test_reasoning_is_kept_apart_from_the_answer(step, reasoning, stream):
     with ScriptedServer([{**step, "reasoning_tokens": 7, "completion_tokens": 11}]) as server:
-        result = complete(server.url)
-    assert (result.reasoning, result.answer) == (reasoning, "answer")
+        result = complete(server.url, stream=stream)
+    assert (result.reasoning, result.answer, result.finish_reason) == (reasoning, "answer", "stop")
     assert (result.reasoning_tokens, result.completion_tokens, result.prompt_tokens) == (7, 11, 3)
+    assert server.requests[0].get("stream", False) == stream
+
+
+def test_a_stream_that_breaks_off_is_asked_again():
+    step = {"content": "the answer " * 20, "reasoning_content": LONG}
+    with ScriptedServer([{**step, "drop_after": 3}, step]) as server:
+        result = complete(server.url)
+    assert result.answer == step["content"].strip() and len(server.requests) == 2
+
+
+def test_a_stream_that_keeps_breaking_is_a_non_fatal_error():
+    with ScriptedServer([], default={"content": "x " * 100, "drop_after": 2}) as server:
+        with pytest.raises(CallFailed, match="broke off 3 times") as error:
+            complete(server.url, max_retries=2)
+    assert not error.value.fatal
+
+
+def test_truncated_answers_are_marked():
+    with ScriptedServer([{"content": "```python\nclass ModelNew", "finish_reason": "length"}]) as server:
+        assert complete(server.url).truncated
 
 
 def test_request_follows_reasoning_model_guidance():
@@ -42,6 +66,7 @@ def test_request_follows_reasoning_model_guidance():
     body = server.requests[0]
     assert [m["role"] for m in body["messages"]] == ["user"]  # no system prompt
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["model"]) == (0.6, 0.95, 1234, "deepseek-r1")
+    assert body["stream"] and body["stream_options"] == {"include_usage": True}  # token counts come at the end
 
 
 @pytest.mark.parametrize("failure", [{"status": 429}, {"status": 503}, {"drop": True}])

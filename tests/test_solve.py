@@ -145,3 +145,15 @@ def test_bad_input_is_one_line(args, message, capsys, tmp_path):
     status = solve(*args, "--base-url", "http://127.0.0.1:9/v1") if "--resume" not in args else solve(*args)
     err = capsys.readouterr().err.strip()
     assert status == 2 and message in err and "\n" not in err
+
+
+def test_a_stuck_lane_starts_over_from_the_best_kernel(tmp_path):
+    run = tmp_path / "run"
+    with ScriptedServer([{"content": fenced(code("add_relu_triton"))}]) as server:  # then only answers without code
+        status = solve(PROBLEM, "--base-url", server.url, "--lanes", "1", "--budget", "2m", "--max-attempts", "5",
+                       "--out", str(run))
+    assert status == 0
+    rows = attempts(run)
+    # three failures in a row (fuse, fix_rules, fix_rules), then the next optimization from the best kernel
+    assert [r["strategy"] for r in rows] == ["first", "fuse", "fix_rules", "fix_rules", "tile"]
+    assert "Your previous attempt (a first correct kernel)" in rows[4]["prompt"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlparse
 
@@ -40,7 +41,9 @@ class ModelConfig:
     temperature: float = 0.6
     top_p: float = 0.95
     max_tokens: int = 32768
-    timeout_s: float = 1800.0  # read timeout of one call: a long reasoning answer arrives only at the end
+    stream: bool = True  # proxies drop connections that stay silent for minutes; a stream never does
+    # Longest wait for the next bytes: the whole answer when not streaming (R1 can think for 20+ minutes).
+    timeout_s: float = 1800.0
     connect_timeout_s: float = 10.0
     max_retries: int = 5  # the SDK's backoff (0.5 s doubling to 8 s, or the server's Retry-After) on 408/429/5xx
     concurrency: int = 8  # calls in flight to this endpoint at once
@@ -145,36 +148,86 @@ class LLMClient:
                                 "pass --model")
         return offered
 
-    async def complete(self, prompt: str) -> Completion:
-        """One chat completion. Reasoning models get no system prompt: everything is in the user turn."""
+    async def complete(self, prompt: str, on_progress: Callable[[int], None] | None = None) -> Completion:
+        """One chat completion. Reasoning models get no system prompt: everything is in the user turn.
+        Streamed by default (`on_progress` hears the characters received so far); a stream that breaks midway
+        is asked again, with the SDK's backoff, up to `max_retries` times."""
+        import openai
+
         cfg = self.config
+        request = dict(model=cfg.model, messages=[{"role": "user", "content": prompt}], temperature=cfg.temperature,
+                       top_p=cfg.top_p, max_tokens=cfg.max_tokens)
         async with self.slots:
             began = time.monotonic()
-            try:
-                response = await self._sdk.chat.completions.create(
-                    model=cfg.model, messages=[{"role": "user", "content": prompt}],
-                    temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens)
-            except Exception as e:
-                raise _translate(e, cfg) from None
-        if not response.choices:
-            raise CallFailed(f"{cfg.base_url} answered with no choices")
-        choice = response.choices[0]
-        message = choice.message
-        # The SDK does not declare the reasoning fields; providers name them differently (see split_reasoning).
-        extra = message.model_extra or {}
-        field_reasoning = extra.get("reasoning_content") or extra.get("reasoning") or ""
-        reasoning, answer = split_reasoning(message.content or "", field_reasoning)
-        usage = response.usage
-        details = getattr(usage, "completion_tokens_details", None) if usage else None
-        return Completion(
-            answer=answer, reasoning=reasoning, finish_reason=choice.finish_reason,
-            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-            reasoning_tokens=getattr(details, "reasoning_tokens", 0) or 0,
-            elapsed_s=round(time.monotonic() - began, 3), model=response.model or cfg.model)
+            for retry in range(cfg.max_retries + 1):
+                try:
+                    if cfg.stream:
+                        completion = await self._streamed(request, on_progress)
+                    else:
+                        completion = _from_response(await self._sdk.chat.completions.create(**request), cfg)
+                    completion.elapsed_s = round(time.monotonic() - began, 3)
+                    return completion
+                except _StreamBroken as e:
+                    if retry == cfg.max_retries:
+                        raise CallFailed(f"the answer stream from {cfg.base_url} broke off {retry + 1} times "
+                                         f"({e})") from None
+                    await asyncio.sleep(min(8.0, 0.5 * 2 ** retry))
+                except openai.OpenAIError as e:
+                    raise _translate(e, cfg) from None
+        raise AssertionError("unreachable")
+
+    async def _streamed(self, request: dict, on_progress) -> Completion:
+        stream = await self._sdk.chat.completions.create(**request, stream=True,
+                                                         stream_options={"include_usage": True})
+        answer, reasoning, finish, usage, received = [], [], None, None, 0
+        try:
+            async for chunk in stream:
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    extra = delta.model_extra or {}
+                    piece = extra.get("reasoning_content") or extra.get("reasoning") or ""
+                    reasoning.append(piece)
+                    answer.append(delta.content or "")
+                    received += len(piece) + len(delta.content or "")
+                    finish = choice.finish_reason or finish
+                if on_progress:
+                    on_progress(received)
+        except Exception as e:  # the connection dropped or timed out after the answer had begun
+            raise _StreamBroken(f"{type(e).__name__}: {e}") from None
+        finally:
+            await stream.close()
+        if finish is None:
+            raise _StreamBroken("the stream ended without a finish reason")
+        return _completion("".join(answer), "".join(reasoning), finish, usage, request["model"])
 
     async def close(self) -> None:
         await self._sdk.close()
+
+
+class _StreamBroken(Exception):
+    """A streamed answer that broke off midway (the SDK retries only until the response begins)."""
+
+
+def _from_response(response, cfg: ModelConfig) -> Completion:
+    if not response.choices:
+        raise CallFailed(f"{cfg.base_url} answered with no choices")
+    choice = response.choices[0]
+    message = choice.message
+    # The SDK does not declare the reasoning fields; providers name them differently (see split_reasoning).
+    extra = message.model_extra or {}
+    field_reasoning = extra.get("reasoning_content") or extra.get("reasoning") or ""
+    return _completion(message.content or "", field_reasoning, choice.finish_reason, response.usage,
+                       response.model or cfg.model)
+
+
+def _completion(content: str, field_reasoning: str, finish_reason, usage, model: str) -> Completion:
+    reasoning, answer = split_reasoning(content, field_reasoning)
+    details = getattr(usage, "completion_tokens_details", None) if usage else None
+    return Completion(answer=answer, reasoning=reasoning, finish_reason=finish_reason,
+                      prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                      completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                      reasoning_tokens=getattr(details, "reasoning_tokens", 0) or 0, model=model)
 
 
 def _translate(e: Exception, cfg: ModelConfig) -> LLMError:

@@ -62,6 +62,9 @@ class Display:
         view = self.problems[problem].lanes[lane]
         view.doing = f"#{step} {strategy}: asking the model"
 
+    def receiving(self, problem: str, lane: int, step: int, characters: int) -> None:
+        self.problems[problem].lanes[lane].doing = f"#{step}: the model has written {characters / 1000:.1f}k chars"
+
     def verifying(self, problem: str, lane: int, step: int) -> None:
         self.problems[problem].lanes[lane].doing = f"#{step}: verifying"
 

@@ -89,12 +89,12 @@ class Search:
                 continue
             lane = self.lanes[a.lane]
             lane.step = max(lane.step, a.step)
+            lane.optimizations += a.strategy in _optimizations()
             verdict = Verdict.from_json(a.verdict) if a.verdict else None
             if a.status in ("llm_error", "cancelled"):
                 continue
             lane.previous = Previous(a.strategy, a.code, verdict, problem=a.note or "")
             lane.failures = 0 if a.correct else lane.failures + 1
-            lane.optimizations += a.strategy in _optimizations()
             if a.correct and verdict is not None:
                 self.archive.add(Entry(a.id, a.lane, a.strategy, a.code, verdict, a.finished_s or a.started_s))
 
@@ -153,9 +153,13 @@ class Search:
 
     async def attempt(self, lane: Lane) -> None:
         cfg = self.config
-        previous = lane.previous if lane.failures < cfg.restart_after else None  # start over from the best
-        strategy = choose(previous, lane.index, lane.optimizations, cfg.language)
         best = self.archive.best()
+        previous = lane.previous
+        if lane.failures >= cfg.restart_after:  # stuck: start over from the best kernel (or from scratch)
+            previous = Previous(best.strategy, best.code, best.verdict) if best else None
+            lane.failures = 0
+        strategy = choose(previous, lane.index, lane.optimizations, cfg.language)
+        lane.optimizations += strategy.name in _optimizations()  # the rotation moves on whatever the outcome
         prompt = build_prompt(self.problem.source, language=cfg.language, dtype=cfg.dtype,
                               device=self.pool.info.get("device_name", self.pool.device), strict=cfg.strict,
                               strategy=strategy, best=(best.code, best.summary()) if best else None,
@@ -175,7 +179,8 @@ class Search:
     async def ask_and_verify(self, lane: Lane, attempt_id: int, step: int, strategy: str, prompt: str) -> None:
         cfg = self.config
         try:
-            completion = await self.client.complete(prompt)
+            completion = await self.client.complete(
+                prompt, on_progress=lambda received: self.display.receiving(self.name, lane.index, step, received))
         except LLMError as e:
             self.store.update(attempt_id, status="llm_error", note=str(e), finished_s=round(self.elapsed(), 3))
             self.display.attempt_finished(self.name, lane.index, step, strategy, "llm_error", str(e))
@@ -210,7 +215,6 @@ class Search:
                           finished_s=round(self.elapsed(), 3))
         self.store.set_meta("elapsed_s", round(self.elapsed(), 3))
         lane.previous = Previous(strategy, extracted.code, verdict)
-        lane.optimizations += strategy in _optimizations()
         detail = verdict.message.splitlines()[0][:120] if verdict.message else ""
         if verdict.ok:
             lane.failures = 0
