@@ -137,3 +137,10 @@ def test_cli_problem_without_model_exits_2(tmp_path):
     problem.write_text("def get_inputs(): return []\n")
     done = run_cli("verify", str(problem), str(CANDIDATES / "softmax_triton.py"))
     assert done.returncode == 2 and "defines no Model" in done.stderr
+
+
+def test_a_fresh_worker_request_gets_a_new_process(pool, verify):
+    verify("elementwise_add_relu", CANDIDATES / "add_relu_triton.py")
+    before = pool.info["pid"]
+    assert verify("elementwise_add_relu", CANDIDATES / "add_relu_triton.py", fresh_worker=True).ok
+    assert pool.info["pid"] != before

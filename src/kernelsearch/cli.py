@@ -141,6 +141,7 @@ def _search(client, pool_config, run_dir: Path, work):
         finally:
             await client.close()
 
+    print(f"run directory: {run_dir} (a stopped run continues with --resume {run_dir})", flush=True)
     try:
         return asyncio.run(main_loop()), None
     except LLMError as e:

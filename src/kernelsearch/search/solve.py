@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..llm.answer import extract_code
@@ -13,7 +12,7 @@ from ..llm.client import LLMClient, LLMError, ModelConfig
 from ..llm.prompt import Previous, build_prompt
 from ..problem import Problem
 from ..store import RunStore
-from ..verify import PoolConfig, Verdict, WorkerPool, make_request
+from ..verify import Verdict, WorkerPool, make_request
 from .archive import Archive, Entry
 from .display import Display
 from .strategies import choose
@@ -254,7 +253,7 @@ async def solve(problem: Problem, config: SolveConfig, client: LLMClient, pool: 
         search = Search(problem, config, client, pool, store, display, name, variant_names)
         store.set_meta("sessions", search.session + 1)
         await search.run()
-        best, cold = await asyncio.to_thread(cold_check, search, pool.config)
+        best, cold = await cold_check(search)
         summary = write_outputs(run_dir, search, best, cold)
         display.finish(search.name, summary["headline"])
         return SolveResult(run_dir, summary, best, cold, search.fatal)
@@ -262,33 +261,19 @@ async def solve(problem: Problem, config: SolveConfig, client: LLMClient, pool: 
         store.close()
 
 
-# One cold check at a time in this process: each starts a worker of its own beside the pool's, and two timing
-# at once on one GPU would skew both.
-_COLD_CHECK = threading.Lock()
-
-
-def cold_check(search: Search, pool_config: PoolConfig) -> tuple[Entry | None, Verdict | None]:
-    """The winner again in a fresh worker with new seeds; if it fails there, the next best gets the same test."""
-    if not search.archive.entries:
-        return None, None
-    with _COLD_CHECK:
-        return _cold_check(search, pool_config)
-
-
-def _cold_check(search: Search, pool_config: PoolConfig) -> tuple[Entry | None, Verdict | None]:
-    gpus = pool_config.gpus[:1] if pool_config.gpus else None
-    config = replace(pool_config, gpus=gpus, workdir=None)
+async def cold_check(search: Search) -> tuple[Entry | None, Verdict | None]:
+    """The winner again in a freshly started worker with new seeds; if it fails there, the next best gets the same
+    test. It goes through the shared pool, so it never times on a GPU beside another job."""
     cfg = search.config
-    with WorkerPool(config) as fresh:
-        for entry in search.archive.ranked()[:3]:
-            request = make_request(search.problem, entry.code, f"attempt{entry.attempt_id}", search.variant_names,
-                                   dtype=cfg.dtype, trials=cfg.trials, seed=cfg.seed + 1000, timing=True,
-                                   strict=cfg.strict)
-            verdict = fresh.verify(request)
-            search.store.set_meta(f"cold_check_{entry.attempt_id}", verdict.to_json())
-            if verdict.ok:
-                return entry, verdict
-            search.display.log(search.name, f"attempt {entry.attempt_id} failed the cold re-check: {verdict.status}")
+    for entry in search.archive.ranked()[:3]:
+        request = make_request(search.problem, entry.code, f"attempt{entry.attempt_id}", search.variant_names,
+                               dtype=cfg.dtype, trials=cfg.trials, seed=cfg.seed + 1000, timing=True,
+                               strict=cfg.strict, fresh_worker=True)
+        verdict = await asyncio.wrap_future(search.pool.submit(request))
+        search.store.set_meta(f"cold_check_{entry.attempt_id}", verdict.to_json())
+        if verdict.ok:
+            return entry, verdict
+        search.display.log(search.name, f"attempt {entry.attempt_id} failed the cold re-check: {verdict.status}")
     return None, None
 
 

@@ -184,7 +184,8 @@ class _Worker:
 
     def run(self, request: VerifyRequest) -> Verdict:
         cfg = self.pool.config
-        if self.proc is None or self.proc.poll() is not None or self.jobs_done >= cfg.recycle_after:
+        if (self.proc is None or self.proc.poll() is not None or self.jobs_done >= cfg.recycle_after
+                or (request.fresh_worker and self.jobs_done > 0)):
             self.stop()
             self.start()
         job_id = uuid.uuid4().hex[:12]

@@ -25,6 +25,7 @@ class VerifyRequest:
     overrides: dict = field(default_factory=dict)  # NAME -> [old, new], reported back as applied
     max_cpu_elements: int = 1 << 24  # interpreter limits, see worker.estimate_work
     max_cpu_flops: float = 2e10
+    fresh_worker: bool = False  # run in a newly started worker process (nothing cached, nothing inherited)
 
     def to_json(self) -> dict:
         return asdict(self)
