@@ -104,3 +104,19 @@ def test_bench_with_an_unreachable_endpoint_is_one_line(tmp_path, capsys):
                    "--out", str(tmp_path / "run"))
     err = capsys.readouterr().err.strip()
     assert status == 2 and "cannot reach http://127.0.0.1:9/v1" in err and "\n" not in err
+
+
+def test_attention_suite_end_to_end_with_the_generated_kernel_as_the_answer(tmp_path):
+    from kernelsearch.attention.generate import generate
+    from kernelsearch.attention.spec import load_spec
+    from kernelsearch.suites import EXAMPLES
+
+    kernel = generate(load_spec(EXAMPLES / "causal.py")).source  # the offline generator plays the model
+    run = tmp_path / "run"
+    with ScriptedServer([{"content": fenced(kernel)}]) as server:
+        status = bench("attention", "--problems", "2", "--base-url", server.url, "--lanes", "1",
+                       "--max-attempts", "1", "--budget", "5m", "--out", str(run))
+    assert status == 0
+    summary = json.loads((run / "problems" / "causal" / "summary.json").read_text())
+    assert summary["best"]["cold_check"]["status"] == "correct"
+    assert "kv_len" in summary["best"]["cold_check"]["checks"]["second_shape"]["changes"]
