@@ -157,3 +157,15 @@ def test_a_stuck_lane_starts_over_from_the_best_kernel(tmp_path):
     # three failures in a row (fuse, fix_rules, fix_rules), then the next optimization from the best kernel
     assert [r["strategy"] for r in rows] == ["first", "fuse", "fix_rules", "fix_rules", "tile"]
     assert "Your previous attempt (a first correct kernel)" in rows[4]["prompt"]
+
+
+def test_a_problem_too_large_for_the_interpreter_stops_the_search_at_once(tmp_path):
+    if ON_GPU:
+        pytest.skip("the interpreter's size limit applies on the CPU only")
+    run = tmp_path / "run"
+    with ScriptedServer([], default={"content": fenced(code("relu_triton"))}) as server:
+        status = solve(str(PROBLEMS / "huge_relu.py"), "--base-url", server.url, "--lanes", "1", "--budget", "2m",
+                       "--out", str(run))
+    assert status == 1 and len(attempts(run)) == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stop_reason"].startswith("the problem cannot be verified here: ")

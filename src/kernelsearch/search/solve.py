@@ -224,6 +224,8 @@ class Search:
         else:
             lane.failures += 1
         self.display.attempt_finished(self.name, lane.index, step, strategy, verdict.status, detail)
+        if verdict.status == "problem_error":  # no kernel can pass a problem that cannot run here
+            self.halt(f"the problem cannot be verified here: {verdict.message.splitlines()[0]}")
 
 
 def _optimizations() -> set[str]:
