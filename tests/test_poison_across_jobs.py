@@ -10,3 +10,9 @@ def test_reuse_hack_after_honest_jobs_of_the_same_problem(verify):
         # NaN poison makes every element wrong; fresh zeroed memory still matches ReLU's zeros (about half);
         # a stale right answer would make almost none wrong.
         assert v.trials[0]["mismatch"]["fraction_wrong"] > 0.4
+
+
+def test_outputs_the_models_hold_on_to_are_not_overwritten(verify):
+    # Freed answers are overwritten with NaN; a buffer both models return as is must survive every trial.
+    v = verify("relu_and_table", CANDIDATES / "relu_and_table_triton.py")
+    assert v.status == "correct", v.message

@@ -166,6 +166,8 @@ class Job:
         degenerate = degenerate_reason(refs, TOLERANCE[req.dtype])
         if degenerate:
             v.warnings.append(f"degenerate reference ({degenerate}): outputs must also match in relative L2 error")
+        for outputs in refs:  # these are trial 0's and 1's answers: they must not be freed as readable memory
+            self.scrub(outputs)
         del refs
 
         self.send_phase("compile")
@@ -209,6 +211,11 @@ class Job:
         if recorder is not None:
             self.judge_pytorch_use(v, recorder)
         result = compare(outs, refs, self.req.dtype, degenerate=bool(degenerate))
+        # Answers freed unreadable, since the next job may run these seeds: our copy, and the candidate's (trial
+        # 0's is kept for the determinism check). A candidate that kept its output to return again reads NaN.
+        self.scrub(refs)
+        if t > 0:
+            self.scrub(outs, protect=self.held_tensors(model_new))
         mismatch = result.pop("mismatch")
         v.trials.append({"trial": t, "seed": seed, "order": "reference_first" if t % 2 == 0 else "candidate_first",
                          **result, **({"mismatch": mismatch} if mismatch else {})})
@@ -288,6 +295,10 @@ class Job:
         # Every reference output is freed twice over (this original now, its clone after its trial): the
         # poison must be able to claim each such block, or a stale right answer can reach the candidate.
         self.freed_sizes = (self.freed_sizes + 2 * [r.untyped_storage().nbytes() for r in result])[-64:]
+        # Overwrite the original before freeing it, unless it is memory the reference keeps (an input, a
+        # parameter, a tensor of the problem module): the CPU poison only claims blocks by size, and glibc does
+        # not always hand the same block back to it (seen: 5 of 16000 elements wrong, the rest a right answer).
+        self.scrub(result, protect=args + self.held_tensors(reference))
         del result  # its memory is freed and then poisoned before the candidate allocates
         self.sync()
         return kept
@@ -439,6 +450,7 @@ class Job:
         self.poison()
         again = self.candidate_outputs(model_new, self.inputs(problem, self.req.seed))
         result = compare(again, first_output, self.req.dtype)
+        self.scrub(again + first_output, protect=self.held_tensors(model_new))
         v.checks["determinism"] = {"ok": result["ok"], "max_abs_diff": result["max_abs_err"]}
         if not result["ok"]:
             raise Outcome("incorrect", "two runs on the same inputs disagree (reads uninitialized memory, or a "
@@ -581,6 +593,25 @@ class Job:
     def sync(self) -> None:
         if self.w.device == "cuda":
             self.torch.cuda.synchronize()
+
+    def scrub(self, tensors: list, protect: list = ()) -> None:
+        """Fill the memory of outputs about to be freed with 0xFF (NaN), so no later allocation reads an answer;
+        storages shared with `protect` are left alone."""
+        torch = self.torch
+        kept = {t.untyped_storage().data_ptr() for t in protect if isinstance(t, torch.Tensor)}
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and t.numel() and t.untyped_storage().data_ptr() not in kept:
+                t.untyped_storage().fill_(255)
+
+    def held_tensors(self, model) -> list:
+        """Tensors a model holds on to: parameters, buffers, attributes and its module's globals."""
+        torch = self.torch
+        found = [*model.parameters(), *model.buffers()]
+        module = sys.modules.get(type(model).__module__)
+        for value in [*vars(model).values(), *(vars(module).values() if module else [])]:
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else [value]
+            found += [t for t in items if isinstance(t, torch.Tensor)]
+        return found
 
     def poison(self) -> None:
         """Fill the allocator's free blocks with 0xFF (NaN as floats), so that an output that was never
