@@ -86,6 +86,7 @@ def _problem(d: Path, key: str) -> ProblemResult:
         result.tokens = {k: sum(getattr(a, k) or 0 for a in attempts) for k in TOKEN_KINDS}
     if (d / "summary.json").exists():
         summary = json.loads((d / "summary.json").read_text())
+        result.key = summary.get("problem") or result.key
         result.budget_s = summary.get("budget_s")
         result.solved = bool(summary.get("solved"))
         if summary.get("best"):
