@@ -222,7 +222,7 @@ def run_attention(args) -> int:
 def run_bench(args) -> int:
     import time
 
-    from .config import ConfigError
+    from .config import ConfigError, parse_prices
     from .llm.client import LLMError, ModelConfig
     from .problem import ProblemError
     from .search.bench import BENCH_NAME, load_bench, replay, run_bench as bench_loop, save_bench
@@ -231,7 +231,7 @@ def run_bench(args) -> int:
     from .verify import PoolConfig, WorkerPool, resolve_device
 
     try:
-        prices = _prices(args.price)
+        prices = parse_prices(args.price)
         gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
         if args.replay:
             source = Path(args.replay)
@@ -321,25 +321,13 @@ def _write_report(run_dir: Path, results, context: dict, prices) -> Path | None:
         return None
 
 
-def _prices(text: str | None) -> tuple[float, float] | None:
-    from .config import ConfigError
-
-    if not text:
-        return None
-    try:
-        low, high = (float(x) for x in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--price takes IN,OUT dollars per million tokens, like 0.55,2.19; got {text!r}") from None
-    return low, high
-
-
 def run_report(args) -> int:
-    from .config import ConfigError
+    from .config import ConfigError, parse_prices
     from .report.metrics import load_results
 
     run_dir = Path(args.run_dir)
     try:
-        prices = _prices(args.price)
+        prices = parse_prices(args.price)
         results = load_results(run_dir)
     except (ConfigError, FileNotFoundError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)

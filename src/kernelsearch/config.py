@@ -22,6 +22,17 @@ def parse_duration(text: str | float) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
+def parse_prices(text: str | None) -> tuple[float, float] | None:
+    """`0.55,2.19` -> dollars per million input and output tokens."""
+    if not text:
+        return None
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--price takes IN,OUT dollars per million tokens, like 0.55,2.19; got {text!r}") from None
+    return low, high
+
+
 def build(config_file: str | None, model_flags: dict, search_flags: dict) -> tuple[ModelConfig, SolveConfig]:
     """Flags left at None do not override the file; the file's unknown keys are errors, not silently ignored."""
     table: dict = {}
