@@ -169,3 +169,9 @@ def test_a_problem_too_large_for_the_interpreter_stops_the_search_at_once(tmp_pa
     assert status == 1 and len(attempts(run)) == 1
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stop_reason"].startswith("the problem cannot be verified here: ")
+
+
+def test_resume_refuses_other_settings(tmp_path, capsys):
+    status = solve("--resume", str(tmp_path), "--lanes", "8")
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "only --budget and --device may change (got --lanes)" in err

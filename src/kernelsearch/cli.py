@@ -94,6 +94,31 @@ def add_search_options(p) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="[model] and [search] settings; flags override it")
 
 
+def _only_budget_on_resume(args) -> None:
+    """A resumed run keeps the settings it was started with; silently ignoring a flag would mislead."""
+    from .config import ConfigError
+
+    fixed = ["problem", "suite", "lanes", "language", "dtype", "strict", "max_attempts", "max_tokens",
+             "target_speedup", "endpoint", "model", "base_url", "api_key_env", "config", "overrides", "out"]
+    given = [name for name in fixed if getattr(args, name, None) not in (None, [])]
+    if given:
+        flags = ", ".join("PROBLEM" if n == "problem" else "SUITE" if n == "suite" else
+                          "--set" if n == "overrides" else f"--{n.replace('_', '-')}" for n in given)
+        raise ConfigError(f"--resume keeps the run's saved settings; only --budget and --device may change "
+                          f"(got {flags})")
+
+
+def _resumed(search, args):
+    """The saved search settings with what a resume may change: more time, another device."""
+    from .config import parse_duration
+
+    if args.budget:
+        search.budget_s = parse_duration(args.budget)
+    if args.device:
+        search.device = args.device
+    return search
+
+
 def search_configs(args):
     from .config import build, parse_duration
 
@@ -164,13 +189,12 @@ def run_solve(args) -> int:
 
     try:
         if args.resume:
+            _only_budget_on_resume(args)
             run_dir = Path(args.resume)
             if not (run_dir / CONFIG_NAME).is_file():
                 raise ConfigError(f"{run_dir} holds no run to resume (no {CONFIG_NAME})")
             problem_path, overrides, search, model = load_config(run_dir)
-            if args.budget:  # the only thing a resume may change: more time
-                from .config import parse_duration
-                search.budget_s = parse_duration(args.budget)
+            search = _resumed(search, args)
         else:
             if not args.problem:
                 raise ConfigError("give a PROBLEM file, or --resume RUN_DIR")
@@ -245,15 +269,14 @@ def run_bench(args) -> int:
                            "torch": pool.info.get("torch", ""), "triton": pool.info.get("triton", "")}
             return _finish_bench(run_dir, context, prices)
         if args.resume:
+            _only_budget_on_resume(args)
             run_dir = Path(args.resume)
             if not (run_dir / BENCH_NAME).is_file():
                 raise ConfigError(f"{run_dir} holds no bench to resume (no {BENCH_NAME})")
             saved = load_bench(run_dir)
             problems, suite = saved["problems"], saved["suite"]
             search, model = SolveConfig(**saved["search"]), ModelConfig(**saved["model"])
-            if args.budget:
-                from .config import parse_duration
-                search.budget_s = parse_duration(args.budget)
+            search = _resumed(search, args)
         else:
             if not args.suite:
                 raise ConfigError("give a SUITE (kernelbench, attention or a directory), --resume or --replay")
