@@ -285,14 +285,13 @@ def run_bench(args) -> int:
             run_dir = Path(args.out or f"runs/bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
             if (run_dir / BENCH_NAME).exists():
                 raise ConfigError(f"{run_dir} already holds a bench: continue it with --resume {run_dir}")
-            device = resolve_device(search.device)
             suite = {"name": args.suite, "level": args.level, "problems": args.problems,
                      "kernelbench_dir": args.kernelbench_dir, "spec_dir": args.spec_dir}
+        device, client = _start(search, model)
+        if not args.resume:  # the attention suite builds its problems at the device's shapes
             problems = load_suite(args.suite, level=args.level, selection=args.problems,
                                   kernelbench_dir=args.kernelbench_dir, spec_dir=args.spec_dir, device=device,
                                   work_dir=run_dir / "suite")
-        device, client = _start(search, model)
-        if not args.resume:
             save_bench(run_dir, problems, suite, search, model)
     except (ConfigError, ProblemError, LLMError, OSError, ValueError, RuntimeError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)

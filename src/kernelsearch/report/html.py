@@ -123,7 +123,7 @@ def _fmt(value, kind: str = "x") -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def render(run_dir: Path, results: list[ProblemResult], title: str, context: dict,
+def render(results: list[ProblemResult], title: str, context: dict,
            prices: tuple[float, float] | None = None) -> str:
     summary = summarize(results, prices)
     budget = max([r.budget_s or 0 for r in results], default=0) or None
@@ -225,5 +225,5 @@ window.addEventListener("load", () => {{
 def write_report(run_dir: Path, results: list[ProblemResult], context: dict,
                  prices: tuple[float, float] | None = None) -> Path:
     path = Path(run_dir) / "report.html"
-    path.write_text(render(run_dir, results, f"kernelsearch — {Path(run_dir).resolve().name}", context, prices))
+    path.write_text(render(results, f"kernelsearch — {Path(run_dir).resolve().name}", context, prices))
     return path

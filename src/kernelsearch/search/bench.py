@@ -96,6 +96,7 @@ def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, s
     """Re-verify an earlier run's best kernels on this machine (no model calls): each problem's verdict goes to
     `replay.json` beside a copy of its problem and kernel."""
     verdicts = {}
+    found_under = _search_settings(source_run)
     for problem_path in sorted((source_run / PROBLEMS_DIR).glob(f"*/{PROBLEM_FILE}")):
         key = problem_path.parent.name
         best = problem_path.parent / "best.py"
@@ -109,7 +110,7 @@ def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, s
             verdicts[key] = {"status": "no_kernel", "message": "the run found no correct kernel"}
         else:
             shutil.copyfile(best, out / "best.py")
-            settings = _search_settings(problem_path.parent)
+            settings = found_under.get(key, {})
             try:
                 problem = load_problem(out / PROBLEM_FILE)
             except ProblemError as e:
@@ -126,15 +127,15 @@ def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, s
     return verdicts
 
 
-def _search_settings(problem_run: Path) -> dict:
-    """dtype, strictness and second-shape rule the kernel was found under (from the bench that ran it)."""
-    bench = problem_run.parent.parent / BENCH_NAME
-    if not bench.exists():
+def _search_settings(run: Path) -> dict[str, dict]:
+    """Per problem key: the dtype, strictness and second-shape rule its kernel was found under (from the bench
+    that ran it, read once)."""
+    if not (run / BENCH_NAME).exists():
         return {}
-    data = json.loads(bench.read_text())
-    entry = next((p for p in data["problems"] if p["key"] == problem_run.name), {})
-    return {"dtype": entry.get("dtype") or data["search"]["dtype"], "strict": data["search"]["strict"],
-            "variant_names": entry.get("variant_names")}
+    saved = load_bench(run)
+    search = saved["search"]
+    return {p.key: {"dtype": p.dtype or search["dtype"], "strict": search["strict"],
+                    "variant_names": p.variant_names} for p in saved["problems"]}
 
 
 def _speed(verdict: dict) -> str:
