@@ -1,0 +1,428 @@
+"""One job: a candidate against a problem, in order: static checks, reference pre-run and memory plan, build,
+first call, trials, extra checks, timing. Each step either passes or ends the job with an Outcome."""
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+from .calls import Calls
+from .errors import Outcome, describe
+from .memory import Footprint, MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory, tensor_bytes
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# The first call compiles Triton kernels (autotuning tries many configurations on a GPU; the interpreter on the
+# CPU runs ~1000x slower than torch), so its limit is a floor plus a multiple of the reference's own time; a
+# hang then ends within about a minute instead of the build's 300 s.
+FIRST_CALL_FLOOR_S = {"cpu": 30.0, "cuda": 90.0}
+FIRST_CALL_TIMES_REFERENCE = {"cpu": 2000.0, "cuda": 200.0}
+# Each later candidate call (trials, extra checks) runs without compiling: a floor plus a multiple of the first
+# call's time, so that a kernel that hangs on its second call is also a timeout within a minute.
+CALL_FLOOR_S = 30.0
+CALL_TIMES_FIRST = 10.0
+
+
+class Job:
+    def __init__(self, worker, req, job_id: str, workdir: Path):
+        self.w, self.req, self.id, self.workdir = worker, req, job_id, workdir
+        self.torch = worker.torch
+        self.device = worker.device
+        self.dtype = getattr(self.torch, DTYPES[req.dtype])
+        self.phase = "static"
+        self.modules: list[str] = []
+        self.poison = Poison(self.device)
+        self.calls = Calls(self.torch, self.device, self.dtype, self.poison, workdir)
+        self.plan: MemoryPlan | None = None
+        self.first_call_ops: list[str] = []
+        self.prerun: dict[int, list] = {}  # seed -> reference answers kept from the pre-run
+        self.reference_s = 0.0
+
+    @property
+    def broke_context(self) -> bool:
+        return self.calls.broke_context
+
+    # ---- the steps, top to bottom ------------------------------------------------------------------------
+    def run(self, v) -> None:
+        from .correctness import TOLERANCE, degenerate_reason
+        from .static_checks import check_source
+
+        req = self.req
+        report = check_source(req.candidate_source, f"{req.candidate_name}.py")
+        v.language = report.language
+        if report.syntax_error:
+            raise Outcome("compile_error", f"syntax error at {report.syntax_error}")
+        if not report.has_model_new:
+            raise Outcome("compile_error", "the candidate defines no class ModelNew")
+        if report.violations:
+            raise Outcome("rejected", "; ".join(report.violations))
+
+        self.send_phase("reference")
+        problem = self.load_problem(req.problem_source, "problem")
+        if self.device == "cpu":
+            self.check_cpu_budget(problem)
+        init_inputs = self.problem_call(problem.get_init_inputs, "get_init_inputs()")
+        reference = self.build(problem.Model, init_inputs, "Model", "problem_error")
+
+        if self.device == "cpu" and report.language in ("cuda", "both"):
+            return self.compile_only(v, init_inputs)
+
+        refs = [self.answers(problem, reference, req.seed + t) for t in range(min(2, req.trials))]
+        if self.device == "cuda":
+            v.memory = self.plan.describe()
+        degenerate = degenerate_reason(refs, TOLERANCE[req.dtype])
+        if degenerate:
+            v.warnings.append(f"degenerate reference ({degenerate}): outputs must also match in relative L2 error")
+        if self.plan is None or self.plan.keep_prerun_answers:
+            self.prerun = {req.seed + t: r for t, r in enumerate(refs)}
+        else:  # trial 0's and 1's answers: they must not be freed as readable memory
+            for outputs in refs:
+                self.release(outputs)
+        del refs
+
+        self.send_phase("compile")
+        model_new = self.compile_candidate(v, init_inputs)
+        first_call_limit = FIRST_CALL_FLOOR_S[self.device] + FIRST_CALL_TIMES_REFERENCE[self.device] * self.reference_s
+        self.send_phase("first_call", limit_s=first_call_limit)
+        began = time.perf_counter()
+        self.first_call(v, problem, model_new)
+        call_limit = CALL_FLOOR_S + CALL_TIMES_FIRST * (time.perf_counter() - began + self.reference_s)
+        self.calls.before_call = lambda: self.send_phase(self.phase, limit_s=call_limit)
+
+        self.send_phase("run")
+        first_output = None
+        for t in range(req.trials):
+            outs = self.trial(v, t, problem, reference, model_new, degenerate)
+            if t == 0:
+                first_output = outs
+        self.check_determinism(v, problem, model_new, first_output)
+        self.check_variant(v, reference, model_new, init_inputs, degenerate)
+        self.check_integrity()
+
+        if self.device != "cuda":
+            v.timing_unavailable = "no GPU: timing needs CUDA (the interpreter's speed means nothing)"
+        elif req.timing:
+            from .measure import time_candidate
+            self.send_phase("timing")
+            time_candidate(self, v, problem, reference, model_new, degenerate)
+        v.message = self.summary(v)
+
+    def trial(self, v, t, problem, reference, model_new, degenerate) -> list:
+        """One trial with fresh inputs. Even trials have the reference's answer first, odd ones the candidate's
+        output first, with free memory poisoned before the candidate runs, so neither order can leak an answer."""
+        from .correctness import compare
+        from .runtime_guards import OpRecorder
+
+        seed = self.req.seed + t
+        recorder = OpRecorder(self.w.counter) if t == 0 else None
+        self.w.counter.reset()
+        if t % 2 == 0:
+            refs = self.answers(problem, reference, seed)
+            pristine = self.calls.inputs(problem, seed)
+            self.poison.fill_free_memory()
+            outs = self.calls.candidate(model_new, pristine, recorder)
+        else:
+            pristine = self.calls.inputs(problem, seed)
+            self.poison.fill_free_memory()
+            outs = self.calls.candidate(model_new, pristine, recorder)
+            refs = self.answers(problem, reference, seed)
+        del pristine
+        if recorder is not None:
+            self.judge_pytorch_use(v, recorder)
+        result = compare(outs, refs, self.req.dtype, degenerate=bool(degenerate))
+        # Answers freed unreadable, since the next job may run these seeds: our copy, and the candidate's (trial
+        # 0's is kept for the determinism check). A candidate that kept its output to return again reads NaN.
+        self.release(refs)
+        if t > 0:
+            self.poison.scrub(outs, protect=held_tensors(model_new))
+        mismatch = result.pop("mismatch")
+        v.trials.append({"trial": t, "seed": seed, "order": "reference_first" if t % 2 == 0 else "candidate_first",
+                         **result, **({"mismatch": mismatch} if mismatch else {})})
+        self.check_integrity()
+        if not result["ok"]:
+            raise Outcome("incorrect", f"trial {t} (seed {seed}): {result['message']}")
+        return outs
+
+    # ---- the reference's answers ---------------------------------------------------------------------------
+    def answers(self, problem, reference, seed: int, kind: str = "trial") -> list:
+        """The reference's outputs for a seed: kept from the pre-run, cached by the worker, or computed now. The
+        first one computed in a job measures the problem's footprint and sets the memory plan."""
+        if kind == "trial" and seed in self.prerun:
+            return self.prerun.pop(seed)
+        key = (problem.__ks_key__, self.req.dtype, seed, kind, self.device)
+        cached = self.w.references.get(key)
+        if cached is not None and self.plan is not None:
+            return cached
+        pristine = self.calls.inputs(problem, seed)
+        if self.device == "cuda" and self.plan is None:
+            answers, seconds = self.measure_and_plan(reference, pristine)
+        else:
+            answers, seconds = self.calls.reference(reference, pristine)
+        self.reference_s = max(self.reference_s, seconds)
+        if cached is not None:  # the first call of the job ran only to measure: the cache has the answer
+            self.release(answers)
+            return cached
+        del pristine
+        nbytes = tensor_bytes(answers)
+        if self.w.references.worth_keeping(nbytes, seconds, self.device == "cuda"):
+            self.w.references.put(key, answers)
+        return answers
+
+    def measure_and_plan(self, reference, pristine) -> tuple[list, float]:
+        torch = self.torch
+        free = device_free_bytes()
+        held = torch.cuda.memory_allocated()
+        params = tensor_bytes([*reference.parameters(), *reference.buffers()])
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            answers, seconds = self.calls.reference(reference, pristine)
+        except Outcome as o:
+            if "out of memory" not in o.message.lower():
+                raise
+            footprint = Footprint(tensor_bytes(pristine), 0, params, 0)
+            raise Outcome("problem_error", f"the reference alone ran out of device memory ({footprint.describe()}, "
+                                           f"{free / 2**30:.1f} GiB free): {o.message.splitlines()[0][:200]}") from None
+        outputs, inputs = tensor_bytes(answers), tensor_bytes(pristine)
+        # the call cloned the inputs: the peak above what was held counts the copy, the outputs and the rest
+        scratch = max(0, torch.cuda.max_memory_allocated() - held - 2 * inputs - outputs)
+        self.plan = plan_memory(Footprint(inputs, outputs, params, scratch), free, held)
+        return answers, seconds
+
+    def release(self, answers: list) -> None:
+        """Free the job's copy of an answer unreadable; the worker's cached copies stay."""
+        cached = {id(t) for entry in self.w.references.entries.values() for t in entry}
+        self.poison.scrub([a for a in answers if id(a) not in cached])
+
+    # ---- problem side --------------------------------------------------------------------------------------
+    def load_problem(self, source: str, kind: str):
+        try:
+            return self.import_file(source, kind)
+        except Exception as e:
+            raise Outcome("problem_error", f"the problem failed to load: {describe(e)}") from None
+
+    def problem_call(self, fn, what: str):
+        try:
+            return fn()
+        except Exception as e:
+            raise Outcome("problem_error", f"{what} failed: {describe(e)}") from None
+
+    def check_cpu_budget(self, problem) -> None:
+        """The interpreter runs ~1000x slower than torch: refuse problems that would take hours, and say how
+        to shrink them with --set."""
+        from .work_estimate import estimate_work
+
+        elements, flops = estimate_work(problem)
+        if elements > self.req.max_cpu_elements or flops > self.req.max_cpu_flops:
+            constants = ", ".join(f"{k}={v}" for k, v in _size_constants(problem).items()) or "none found"
+            raise Outcome("problem_error", (
+                f"too large for the CPU interpreter: {elements:.3g} tensor elements and {flops:.3g} FLOPs per call "
+                f"(limits {self.req.max_cpu_elements:.3g} and {self.req.max_cpu_flops:.3g}); shrink it with "
+                f"--set NAME=VALUE (size constants: {constants}), or run on a GPU"))
+
+    def build(self, cls, init_inputs, what: str, status: str):
+        torch = self.torch
+        torch.manual_seed(self.req.seed)  # reference and candidate start from the same parameters
+        try:
+            model = cls(*init_inputs)
+            return model.to(device=self.device, dtype=self.dtype)
+        except Exception as e:
+            if status == "problem_error":
+                raise Outcome(status, f"{what}(*get_init_inputs()) failed: {describe(e)}") from None
+            raise self.calls.fail(e, f"{what}(*get_init_inputs())") from None
+
+    # ---- candidate side ------------------------------------------------------------------------------------
+    def compile_candidate(self, v, init_inputs):
+        """Import the candidate (load_inline builds run here) and build ModelNew from the reference's seed."""
+        try:
+            module = self.import_file(self.req.candidate_source, "candidate")
+        except Exception as e:
+            raise self.calls.fail(e, "importing the candidate") from None
+        if not hasattr(module, "ModelNew"):
+            raise Outcome("compile_error", "the candidate defines no class ModelNew")
+        self.check_integrity()
+        return self.build(module.ModelNew, init_inputs, "ModelNew", "runtime_error")
+
+    def first_call(self, v, problem, model_new) -> None:
+        """The first forward compiles Triton kernels; its output is not judged. On a GPU it runs under the
+        profiler, so that the kernels it launched can be named."""
+        from .gpu_kernels import count_own_gpu_kernels, gpu_profiler
+        from .runtime_guards import OpRecorder
+
+        torch = self.torch
+        args = self.calls.inputs(problem, self.req.seed)
+        self.w.counter.reset()
+        recorder = OpRecorder(self.w.counter)
+        profiler = gpu_profiler(v) if self.device == "cuda" else contextlib.nullcontext()
+        try:
+            with torch.no_grad(), recorder, profiler:
+                model_new(*args)
+                self.calls.sync()
+        except Exception as e:
+            raise self.calls.fail(e, "the first forward call") from None
+        del args
+        self.first_call_ops = recorder.compute_ops()
+        self.check_integrity()
+        if self.device == "cuda" and self.w.counter.total and not isinstance(profiler, contextlib.nullcontext):
+            count_own_gpu_kernels(v, profiler, self.req.candidate_source)
+
+    def judge_pytorch_use(self, v, recorder) -> None:
+        """Judged on a steady-state call (trial 0), not the first: one-time set-up such as building an index
+        or a cache may use PyTorch; the per-call work must launch the candidate's own kernels."""
+        v.kernel_launches = self.w.counter.total
+        v.pytorch_ops = recorder.compute_ops()
+        setup_only = sorted(set(self.first_call_ops) - set(v.pytorch_ops))
+        if setup_only:
+            v.checks["first_call_only_ops"] = {"ok": None, "ops": setup_only,
+                                               "note": f"PyTorch on the first call only (set-up): {', '.join(setup_only)}"}
+        if v.kernel_launches == 0:
+            did = ", ".join(v.pytorch_ops) or "no compute at all"
+            raise Outcome("rejected", f"forward launched none of the candidate's own kernels (PyTorch ran: {did})")
+        if v.pytorch_ops:
+            if self.req.strict:
+                raise Outcome("rejected", f"--strict: compute left in PyTorch: {', '.join(v.pytorch_ops)}")
+            v.warnings.append(f"compute left in PyTorch: {', '.join(v.pytorch_ops)}")
+
+    def compile_only(self, v, init_inputs) -> None:
+        """A CUDA candidate on a machine without a GPU: record its load_inline calls and compile them."""
+        import torch.utils.cpp_extension as cpp_extension
+
+        from .cuda_build import compile_check, recording_load_inline
+
+        self.send_phase("compile")
+        builds: list = []
+        real = cpp_extension.load_inline
+        cpp_extension.load_inline = recording_load_inline(builds)
+        try:
+            module = self.import_file(self.req.candidate_source, "candidate")
+            if not builds:
+                module.ModelNew(*init_inputs)  # some candidates build in __init__
+        except Exception as e:
+            if not builds:
+                raise self.calls.fail(e, "importing the candidate") from None
+        finally:
+            cpp_extension.load_inline = real
+        if not builds:
+            raise Outcome("rejected", "a CUDA candidate that never calls load_inline")
+        ok, message = compile_check(builds, self.workdir / "build", timeout_s=float(os.environ.get(
+            "KS_COMPILE_TIMEOUT", "300")))
+        if not ok:
+            raise Outcome("compile_error", message)
+        v.timing_unavailable = "no GPU"
+        raise Outcome("compiled", f"{message}; a GPU is needed to run it, so it is not verified")
+
+    # ---- extra checks --------------------------------------------------------------------------------------
+    def check_determinism(self, v, problem, model_new, first_output) -> None:
+        """Run trial 0 again: an output that moves between identical runs reads uninitialized memory or races."""
+        from .correctness import compare
+
+        pristine = self.calls.inputs(problem, self.req.seed)
+        self.poison.fill_free_memory()
+        again = self.calls.candidate(model_new, pristine)
+        del pristine
+        result = compare(again, first_output, self.req.dtype)
+        self.poison.scrub(again + first_output, protect=held_tensors(model_new))
+        v.checks["determinism"] = {"ok": result["ok"], "max_abs_diff": result["max_abs_err"]}
+        if not result["ok"]:
+            raise Outcome("incorrect", "two runs on the same inputs disagree (reads uninitialized memory, or a "
+                                       f"race): {result['message']}")
+
+    def check_variant(self, v, reference, model_new, init_inputs, degenerate) -> None:
+        """A second input shape, where the problem's size constants allow one: catches hard-coded sizes. When the
+        shape changes the model's own sizes, both models are built again at it from the same seed."""
+        from .correctness import compare
+
+        req = self.req
+        if not req.variant_source:
+            v.checks["second_shape"] = {"ok": None, "skipped": "no size constant can vary independently of the model"}
+            return
+        changes = ", ".join(f"{k}={new}" for k, (old, new) in req.variant_changes.items())
+        try:
+            variant = self.import_file(req.variant_source, "variant")
+            variant_init = self.problem_call(variant.get_init_inputs, "the second shape's get_init_inputs()")
+            rebuilt = repr(variant_init) != repr(init_inputs)
+            variant_reference = self.build(variant.Model, variant_init, "Model", "problem_error")
+            if not rebuilt and not _same_parameters(reference, variant_reference):
+                v.checks["second_shape"] = {"ok": None, "skipped": f"the model itself changes at {changes}"}
+                return
+            refs = self.answers(variant, variant_reference, req.seed + 100, kind="variant")
+        except Outcome as o:
+            v.checks["second_shape"] = {"ok": None, "skipped": f"reference does not run at {changes}: {o.message}"}
+            return
+        if rebuilt:
+            model_new = self.build(type(model_new), variant_init, "ModelNew at the second shape", "runtime_error")
+        pristine = self.calls.inputs(variant, req.seed + 100)
+        self.poison.fill_free_memory()
+        outs = self.calls.candidate(model_new, pristine)
+        del pristine
+        result = compare(outs, refs, req.dtype, degenerate=bool(degenerate))
+        self.release(refs)
+        self.poison.scrub(outs, protect=held_tensors(model_new))
+        v.checks["second_shape"] = {"ok": result["ok"], "changes": changes, "max_abs_err": result["max_abs_err"],
+                                    "rebuilt_models": rebuilt}
+        if not result["ok"]:
+            raise Outcome("incorrect", f"wrong at a second input shape ({changes}), right at the sampled one "
+                                       f"(hard-coded sizes?): {result['message']}")
+
+    def check_integrity(self) -> None:
+        violations = self.w.integrity.violations()
+        if violations:
+            raise Outcome("rejected", "; ".join(violations))
+
+    # ---- helpers -------------------------------------------------------------------------------------------
+    def summary(self, v) -> str:
+        parts = [f"matches the reference on {len(v.trials)} trials"]
+        if v.checks.get("second_shape", {}).get("ok"):
+            parts.append(f"and at {v.checks['second_shape']['changes']}")
+        if v.timing and "speedup_vs_eager" in v.timing:
+            parts.append(f"; {v.timing['speedup_vs_eager']:.3g}x eager")
+            if "speedup_vs_compile" in v.timing:
+                parts.append(f"{v.timing['speedup_vs_compile']:.3g}x torch.compile")
+        if v.pytorch_ops:
+            parts.append(f"; PyTorch still computes: {', '.join(v.pytorch_ops)}")
+        return " ".join(parts).replace(" ;", ";")
+
+    def import_file(self, source: str, kind: str):
+        """Load source as a module from a real file (Triton reads kernel source through inspect)."""
+        name = f"ks_{kind}_{self.id}"
+        path = self.workdir / f"{kind}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        self.modules.append(name)
+        spec.loader.exec_module(module)
+        module.__ks_key__ = hashlib.sha256(source.encode()).hexdigest()[:16]
+        return module
+
+    def send_phase(self, phase: str, limit_s: float | None = None) -> None:
+        self.phase = phase
+        self.w.send(event="phase", id=self.id, phase=phase, **({"limit_s": round(limit_s, 1)} if limit_s else {}))
+
+    def cleanup(self) -> None:
+        for outputs in self.prerun.values():
+            self.release(outputs)
+        self.prerun.clear()
+        for name in self.modules:
+            sys.modules.pop(name, None)
+        gc.collect()
+        # Poison before memory goes back: cudaMalloc and malloc hand out stale contents, and the next job may
+        # run the same problem with the same seeds.
+        self.poison.fill_free_memory()
+        if self.device == "cuda":
+            self.torch.cuda.empty_cache()
+
+
+def _same_parameters(m1, m2) -> bool:
+    import torch
+    s1, s2 = m1.state_dict(), m2.state_dict()
+    return s1.keys() == s2.keys() and all(s1[k].shape == s2[k].shape and torch.equal(s1[k], s2[k]) for k in s1)
+
+
+def _size_constants(problem) -> dict:
+    return {k: v for k, v in vars(problem).items()
+            if not k.startswith("_") and ((isinstance(v, int) and not isinstance(v, bool))
+                                          or (isinstance(v, tuple) and v and all(isinstance(x, int) for x in v)))}

@@ -1,0 +1,129 @@
+"""The memory guard: a budget drawn from the problem's footprint, and poison so no freed answer can be read."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from .errors import Outcome
+
+GiB = 1 << 30
+# Share of the device memory free at a job's start that the plan may fill: cuBLAS/cuDNN workspaces, Triton's
+# and torch.compile's buffers and allocator fragmentation take the rest.
+USABLE_FRACTION = 0.85
+# What our own work needs beside the problem's tensors: chunked comparisons (2**24 elements in float64, a few
+# temporaries) and the 256 MiB L2 flush of the timer.
+VERIFIER_RESERVE = 1 * GiB
+MAX_TIMING_SETS = 4  # input sets rotated during timing, so no cache keyed on inputs sees the same data twice
+
+
+@dataclass
+class Footprint:
+    """Bytes of one forward of the problem, measured on its first reference call."""
+    inputs: int
+    outputs: int
+    params: int
+    scratch: int  # the reference's own peak beyond its inputs, outputs and parameters (intermediate tensors)
+
+    def describe(self) -> str:
+        return (f"inputs {_gib(self.inputs)}, outputs {_gib(self.outputs)}, parameters {_gib(self.params)}, "
+                f"intermediates {_gib(self.scratch)}")
+
+
+@dataclass
+class MemoryPlan:
+    """How this job spends device memory. The minimum is one trial: both models, the inputs and their copy, the
+    reference's and the candidate's outputs and their intermediates; the rest is spent on speed when it fits."""
+    usable: int  # bytes this job may fill
+    footprint: Footprint
+    keep_prerun_answers: bool = True  # trial 0's and 1's reference outputs from the pre-run are reused
+    timing_sets: int = MAX_TIMING_SETS
+
+    def describe(self) -> str:
+        return (f"{self.footprint.describe()}; {_gib(self.usable)} usable; "
+                f"{'keeps' if self.keep_prerun_answers else 'recomputes'} the pre-run answers; "
+                f"{self.timing_sets} timing input set(s)")
+
+
+def plan_memory(footprint: Footprint, free_bytes: int, held_now: int = 0) -> MemoryPlan:
+    """A plan for a GPU job, or problem_error with the numbers when even one trial cannot fit.
+
+    `free_bytes`: free device memory plus what the allocator caches; `held_now`: what the job already holds
+    (the reference model and the pre-run's answers), which is part of the need below, not extra."""
+    f = footprint
+    usable = int((free_bytes + held_now) * USABLE_FRACTION)
+    # one trial: two models, the pristine inputs and the call's copy of them (the mutation check compares the
+    # two), both outputs, both sides' intermediates
+    trial = 2 * f.params + 2 * f.inputs + 2 * f.outputs + 2 * f.scratch + VERIFIER_RESERVE
+    if trial > usable:
+        raise Outcome("problem_error", (
+            f"the problem does not fit this device: one trial needs about {_gib(trial)} ({f.describe()}, "
+            f"for the reference and the candidate side by side), {_gib(usable)} of device memory is usable"))
+    plan = MemoryPlan(usable=usable, footprint=f)
+    plan.keep_prerun_answers = trial + 2 * f.outputs <= usable
+    spare = usable - (2 * f.params + 2 * f.outputs + 2 * f.scratch + VERIFIER_RESERVE)
+    plan.timing_sets = max(1, min(MAX_TIMING_SETS, spare // max(1, f.inputs)))
+    return plan
+
+
+def tensor_bytes(values) -> int:
+    import torch
+    return sum(v.numel() * v.element_size() for v in values if isinstance(v, torch.Tensor))
+
+
+class Poison:
+    """Fills memory about to be freed, and the allocator's free blocks, with 0xFF (NaN as floats): an output
+    that was never written reads as NaN instead of as a stale right answer left by the reference."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.freed_sizes: list[int] = []  # CPU: sizes of answers freed in this job, to claim their blocks again
+
+    def remember(self, tensors) -> None:
+        self.freed_sizes = (self.freed_sizes + [t.untyped_storage().nbytes() for t in tensors])[-64:]
+
+    def scrub(self, tensors, protect=()) -> None:
+        """Overwrite tensors about to be freed; storages shared with `protect` are left alone. In place: the
+        footprint does not grow."""
+        import torch
+        kept = {t.untyped_storage().data_ptr() for t in protect if isinstance(t, torch.Tensor)}
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and t.numel() and t.untyped_storage().data_ptr() not in kept:
+                t.untyped_storage().fill_(255)
+
+    def fill_free_memory(self) -> None:
+        import torch
+        if self.device == "cuda":
+            # the caching allocator's inactive blocks, largest first, each claimed whole and filled
+            sizes = sorted((b["size"] for seg in torch.cuda.memory_snapshot() for b in seg["blocks"]
+                            if b["state"] == "inactive"), reverse=True)
+            held = [torch.empty(s, dtype=torch.uint8, device="cuda").fill_(255) for s in sizes]
+            torch.cuda.synchronize()
+        else:
+            # glibc hands a freed block of the same size straight back out: hold one block for every answer
+            # freed so far in this job (seen: the pre-run's copy of trial 0's answer leaking to trial 0), then a
+            # ladder of small sizes, all at once, then free them poisoned.
+            sizes = self.freed_sizes + [1 << k for k in range(6, 17)]
+            held = [torch.empty(s, dtype=torch.uint8).fill_(255) for s in sizes]
+        del held
+
+
+def held_tensors(model) -> list:
+    """Tensors a model holds on to: parameters, buffers, attributes and its module's globals."""
+    import torch
+    found = [*model.parameters(), *model.buffers()]
+    module = sys.modules.get(type(model).__module__)
+    for value in [*vars(model).values(), *(vars(module).values() if module else [])]:
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else [value]
+        found += [t for t in items if isinstance(t, torch.Tensor)]
+    return found
+
+
+def device_free_bytes() -> int:
+    """Free device memory, counting what torch's allocator holds but does not use."""
+    import torch
+    free, _ = torch.cuda.mem_get_info()
+    return free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:.2f} GiB" if n >= GiB // 100 else f"{n / (1 << 20):.1f} MiB"
