@@ -20,6 +20,23 @@ def entry(attempt: int, verdict: Verdict, at: float) -> Entry:
     return Entry(attempt, 0, "fuse", f"code {attempt}", verdict, at)
 
 
+def with_interval(verdict: Verdict, low: float, high: float) -> Verdict:
+    verdict.timing["speedup_vs_eager_ci"] = [low, high]
+    return verdict
+
+
+def test_archive_treats_speedups_inside_the_timing_noise_as_ties():
+    archive = Archive()
+    assert archive.add(entry(1, with_interval(timed(0.50), 1.90, 2.10), 1.0))
+    # 2.08x looks faster, but its interval overlaps the best's: a tie, and the earlier kernel stays
+    assert not archive.add(entry(2, with_interval(timed(0.48), 2.00, 2.20), 2.0))
+    assert archive.best().attempt_id == 1
+    assert [e.attempt_id for e in archive.ranked()] == [1, 2]
+    # wholly above the best's interval: a real improvement
+    assert archive.add(entry(3, with_interval(timed(0.40), 2.40, 2.60), 3.0))
+    assert [e.attempt_id for e in archive.ranked()] == [3, 2, 1]
+
+
 def test_archive_prefers_faster_then_timed_then_earlier():
     archive = Archive()
     assert archive.add(entry(1, Verdict("correct", ""), 1.0))  # untimed (no GPU) still counts as a best

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from .conftest import CANDIDATES, ON_GPU, PROBLEMS
+from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
 
 HONEST = [  # problem, candidate, PyTorch ops the candidate keeps
     ("elementwise_add_relu", "add_relu_triton", []),
@@ -68,10 +68,10 @@ def test_wrong_scale_is_reported(verify):
 
 
 @pytest.mark.parametrize("candidate, status, phase, text", [
-    ("crash_raises", "runtime_error", "compile", "kernel gave up"),
-    ("out_of_bounds", "runtime_error", "compile", "CUDA error" if ON_GPU else "SIGSEGV"),
+    ("crash_raises", "runtime_error", "first_call", "kernel gave up"),
+    ("out_of_bounds", "runtime_error", "first_call", "CUDA error" if ON_GPU else "SIGSEGV"),
     ("hang", "timeout", "run", "ran past its 15s limit"),
-    ("triton_compile_error", "compile_error", "compile", "power of 2"),
+    ("triton_compile_error", "compile_error", "first_call", "power of 2"),
     ("syntax_error", "compile_error", "static", "syntax error at line 6"),
     ("no_model_new", "compile_error", "static", "defines no class ModelNew"),
 ])
@@ -144,3 +144,18 @@ def test_a_fresh_worker_request_gets_a_new_process(pool, verify):
     before = pool.info["pid"]
     assert verify("elementwise_add_relu", CANDIDATES / "add_relu_triton.py", fresh_worker=True).ok
     assert pool.info["pid"] != before
+
+
+@pytest.mark.parametrize("candidate, phase", [("hang_first_call", "first_call"), ("hang", "run")])
+def test_a_hang_is_a_timeout_within_a_minute_at_default_settings(candidate, phase):
+    # Default limits (300 s for builds and runs): the call's own limit follows the reference's time, and each
+    # later call's follows the first call's.
+    from kernelsearch.problem import load_problem
+    from kernelsearch.verify import PoolConfig, WorkerPool, make_request
+
+    with WorkerPool(PoolConfig(device=DEVICE)) as pool:
+        problem = load_problem(PROBLEMS / "elementwise_add_relu.py")
+        path = CANDIDATES / f"{candidate}.py"
+        v = pool.verify(make_request(problem, path.read_text(), path.stem, timing=False))
+    assert (v.status, v.phase) == ("timeout", phase), v.message
+    assert v.elapsed_s < (60 if not ON_GPU else 120), v.elapsed_s  # a GPU first call may autotune: 90 s floor

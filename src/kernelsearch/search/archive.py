@@ -22,6 +22,15 @@ class Entry:
         timing = self.verdict.timing or {}
         return timing.get("speedup_vs_eager")
 
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The speedup's 95 % interval from the verifier's timing (the point itself for older verdicts)."""
+        timing = self.verdict.timing or {}
+        if self.speedup is None:
+            return None
+        low, high = timing.get("speedup_vs_eager_ci") or (self.speedup, self.speedup)
+        return low, high
+
     def summary(self) -> str:
         timing = self.verdict.timing or {}
         if self.speedup is None:
@@ -34,22 +43,35 @@ class Entry:
 
 
 def rank(entry: Entry) -> tuple:
-    """Timed beats untimed, faster beats slower, and between equals the earlier one stays."""
+    """For ordering: timed before untimed, faster before slower, earlier before later."""
     return (entry.speedup is not None, entry.speedup or 0.0, -entry.finished_s)
+
+
+def beats(new: Entry, old: Entry) -> bool:
+    """Timed beats untimed; between timed ones, only a speedup whose interval lies wholly above the other's:
+    differences inside the timing noise are ties, and in a tie the earlier kernel stays."""
+    if new.speedup is None or old.speedup is None:
+        return new.speedup is not None and old.speedup is None
+    return new.interval[0] > old.interval[1]
 
 
 class Archive:
     def __init__(self) -> None:
         self.entries: list[Entry] = []
+        self.best_entry: Entry | None = None
 
     def add(self, entry: Entry) -> bool:
         """Add a correct candidate; True when it is the new best."""
-        best = self.best()
         self.entries.append(entry)
-        return best is None or rank(entry) > rank(best)
+        if self.best_entry is None or beats(entry, self.best_entry):
+            self.best_entry = entry
+            return True
+        return False
 
     def best(self) -> Entry | None:
-        return max(self.entries, key=rank, default=None)
+        return self.best_entry
 
     def ranked(self) -> list[Entry]:
-        return sorted(self.entries, key=rank, reverse=True)
+        """The best first, then the others from fastest to slowest."""
+        others = sorted((e for e in self.entries if e is not self.best_entry), key=rank, reverse=True)
+        return ([self.best_entry] if self.best_entry else []) + others

@@ -14,6 +14,7 @@ from pathlib import Path
 from .calls import Calls
 from .errors import Outcome, describe
 from .memory import Footprint, MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory, tensor_bytes
+from .precision_notes import tf32_warning
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # The first call compiles Triton kernels (autotuning tries many configurations on a GPU; the interpreter on the
@@ -25,6 +26,9 @@ FIRST_CALL_TIMES_REFERENCE = {"cpu": 2000.0, "cuda": 200.0}
 # call's time, so that a kernel that hangs on its second call is also a timeout within a minute.
 CALL_FLOOR_S = 30.0
 CALL_TIMES_FIRST = 10.0
+# A cap on the memory a job may plan for, in bytes (also on the CPU, where there is no device to ask): for
+# tests of the memory plan, and for sharing a GPU with other work.
+MEMORY_BUDGET = int(os.environ.get("KS_MEMORY_BUDGET_BYTES") or 0)
 
 
 class Job:
@@ -40,7 +44,9 @@ class Job:
         self.plan: MemoryPlan | None = None
         self.first_call_ops: list[str] = []
         self.prerun: dict[int, list] = {}  # seed -> reference answers kept from the pre-run
+        self.tolerance = req.resolved_tolerance()
         self.reference_s = 0.0
+        self.reference_calls = 0  # the reference's forward calls this job made (the rest came from the cache)
 
     @property
     def broke_context(self) -> bool:
@@ -48,10 +54,11 @@ class Job:
 
     # ---- the steps, top to bottom ------------------------------------------------------------------------
     def run(self, v) -> None:
-        from .correctness import TOLERANCE, degenerate_reason
+        from .correctness import degenerate_reason
         from .static_checks import check_source
 
         req = self.req
+        v.tolerance = self.tolerance.describe()
         report = check_source(req.candidate_source, f"{req.candidate_name}.py")
         v.language = report.language
         if report.syntax_error:
@@ -60,6 +67,9 @@ class Job:
             raise Outcome("compile_error", "the candidate defines no class ModelNew")
         if report.violations:
             raise Outcome("rejected", "; ".join(report.violations))
+        tf32 = tf32_warning(req.candidate_source, req.dtype, self.device)
+        if tf32:
+            v.warnings.append(tf32)
 
         self.send_phase("reference")
         problem = self.load_problem(req.problem_source, "problem")
@@ -72,9 +82,9 @@ class Job:
             return self.compile_only(v, init_inputs)
 
         refs = [self.answers(problem, reference, req.seed + t) for t in range(min(2, req.trials))]
-        if self.device == "cuda":
+        if self.plan is not None:
             v.memory = self.plan.describe()
-        degenerate = degenerate_reason(refs, TOLERANCE[req.dtype])
+        degenerate = degenerate_reason(refs, self.tolerance, device=self.device)
         if degenerate:
             v.warnings.append(f"degenerate reference ({degenerate}): outputs must also match in relative L2 error")
         if self.plan is None or self.plan.keep_prerun_answers:
@@ -114,7 +124,6 @@ class Job:
     def trial(self, v, t, problem, reference, model_new, degenerate) -> list:
         """One trial with fresh inputs. Even trials have the reference's answer first, odd ones the candidate's
         output first, with free memory poisoned before the candidate runs, so neither order can leak an answer."""
-        from .correctness import compare
         from .runtime_guards import OpRecorder
 
         seed = self.req.seed + t
@@ -133,7 +142,7 @@ class Job:
         del pristine
         if recorder is not None:
             self.judge_pytorch_use(v, recorder)
-        result = compare(outs, refs, self.req.dtype, degenerate=bool(degenerate))
+        result = self.compare(outs, refs, degenerate)
         # Answers freed unreadable, since the next job may run these seeds: our copy, and the candidate's (trial
         # 0's is kept for the determinism check). A candidate that kept its output to return again reads NaN.
         self.release(refs)
@@ -155,14 +164,15 @@ class Job:
             return self.prerun.pop(seed)
         key = (problem.__ks_key__, self.req.dtype, seed, kind, self.device)
         cached = self.w.references.get(key)
-        if cached is not None and self.plan is not None:
+        if cached is not None and (self.plan is not None or not (self.device == "cuda" or MEMORY_BUDGET)):
             return cached
         pristine = self.calls.inputs(problem, seed)
-        if self.device == "cuda" and self.plan is None:
+        if self.plan is None and (self.device == "cuda" or MEMORY_BUDGET):
             answers, seconds = self.measure_and_plan(reference, pristine)
         else:
             answers, seconds = self.calls.reference(reference, pristine)
         self.reference_s = max(self.reference_s, seconds)
+        self.reference_calls += 1
         if cached is not None:  # the first call of the job ran only to measure: the cache has the answer
             self.release(answers)
             return cached
@@ -173,11 +183,12 @@ class Job:
         return answers
 
     def measure_and_plan(self, reference, pristine) -> tuple[list, float]:
-        torch = self.torch
-        free = device_free_bytes()
-        held = torch.cuda.memory_allocated()
+        torch, on_gpu = self.torch, self.device == "cuda"
+        free = min(device_free_bytes(), MEMORY_BUDGET or 1 << 62) if on_gpu else MEMORY_BUDGET
+        held = torch.cuda.memory_allocated() if on_gpu else 0
         params = tensor_bytes([*reference.parameters(), *reference.buffers()])
-        torch.cuda.reset_peak_memory_stats()
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
         try:
             answers, seconds = self.calls.reference(reference, pristine)
         except Outcome as o:
@@ -188,9 +199,14 @@ class Job:
                                            f"{free / 2**30:.1f} GiB free): {o.message.splitlines()[0][:200]}") from None
         outputs, inputs = tensor_bytes(answers), tensor_bytes(pristine)
         # the call cloned the inputs: the peak above what was held counts the copy, the outputs and the rest
-        scratch = max(0, torch.cuda.max_memory_allocated() - held - 2 * inputs - outputs)
+        scratch = max(0, torch.cuda.max_memory_allocated() - held - 2 * inputs - outputs) if on_gpu else 0
         self.plan = plan_memory(Footprint(inputs, outputs, params, scratch), free, held)
         return answers, seconds
+
+    def compare(self, outs: list, refs: list, degenerate=None) -> dict:
+        """Outputs against answers (which may be in host memory), at the request's tolerance."""
+        from .correctness import compare
+        return compare(outs, refs, self.tolerance, degenerate=bool(degenerate), device=self.device)
 
     def release(self, answers: list) -> None:
         """Free the job's copy of an answer unreadable; the worker's cached copies stay."""
@@ -317,13 +333,11 @@ class Job:
     # ---- extra checks --------------------------------------------------------------------------------------
     def check_determinism(self, v, problem, model_new, first_output) -> None:
         """Run trial 0 again: an output that moves between identical runs reads uninitialized memory or races."""
-        from .correctness import compare
-
         pristine = self.calls.inputs(problem, self.req.seed)
         self.poison.fill_free_memory()
         again = self.calls.candidate(model_new, pristine)
         del pristine
-        result = compare(again, first_output, self.req.dtype)
+        result = self.compare(again, first_output)
         self.poison.scrub(again + first_output, protect=held_tensors(model_new))
         v.checks["determinism"] = {"ok": result["ok"], "max_abs_diff": result["max_abs_err"]}
         if not result["ok"]:
@@ -333,8 +347,6 @@ class Job:
     def check_variant(self, v, reference, model_new, init_inputs, degenerate) -> None:
         """A second input shape, where the problem's size constants allow one: catches hard-coded sizes. When the
         shape changes the model's own sizes, both models are built again at it from the same seed."""
-        from .correctness import compare
-
         req = self.req
         if not req.variant_source:
             v.checks["second_shape"] = {"ok": None, "skipped": "no size constant can vary independently of the model"}
@@ -358,7 +370,7 @@ class Job:
         self.poison.fill_free_memory()
         outs = self.calls.candidate(model_new, pristine)
         del pristine
-        result = compare(outs, refs, req.dtype, degenerate=bool(degenerate))
+        result = self.compare(outs, refs, degenerate)
         self.release(refs)
         self.poison.scrub(outs, protect=held_tensors(model_new))
         v.checks["second_shape"] = {"ok": result["ok"], "changes": changes, "max_abs_err": result["max_abs_err"],

@@ -40,8 +40,6 @@ def time_candidate(job, v, problem, reference, model_new, degenerate) -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .correctness import compare
-
     req = job.req
     sets = [job.calls.inputs(problem, req.seed + 1000 + k) for k in range(job.plan.timing_sets)]  # never seen
     compiled = job.w.compiled.get(f"{problem.__ks_key__}:{req.dtype}", reference, sets[0])
@@ -71,7 +69,7 @@ def time_candidate(job, v, problem, reference, model_new, degenerate) -> None:
     pristine = job.calls.inputs(problem, req.seed + 2000)
     job.poison.fill_free_memory()
     outs = job.calls.candidate(model_new, pristine)
-    result = compare(outs, refs, req.dtype, degenerate=bool(degenerate))
+    result = job.compare(outs, refs, degenerate)
     job.release(refs)
     job.poison.scrub(outs, protect=held_tensors(model_new))
     v.checks["fresh_inputs_after_timing"] = {"ok": result["ok"], "max_abs_err": result["max_abs_err"]}

@@ -94,6 +94,7 @@ class Worker:
             else:
                 verdict.status, verdict.message = "runtime_error", f"verifier error: {type(e).__name__}: {e}"
         verdict.phase = job.phase
+        verdict.reference_calls = job.reference_calls
         verdict.elapsed_s = round(time.perf_counter() - began, 3)
         try:  # after a sticky CUDA error every device call raises: then the process is done for
             violations = self.integrity.violations()

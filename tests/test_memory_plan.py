@@ -1,0 +1,74 @@
+"""The verifier's memory: a plan from the problem's footprint, the problem's limit said with numbers, and the
+reference's answers kept for the later candidates of the same problem."""
+from __future__ import annotations
+
+import pytest
+
+from kernelsearch.problem import load_problem
+from kernelsearch.verify import PoolConfig, WorkerPool, make_request
+from kernelsearch.verify.errors import Outcome
+from kernelsearch.verify.memory import GiB, MAX_TIMING_SETS, VERIFIER_RESERVE, Footprint, plan_memory
+
+from .conftest import CANDIDATES, DEVICE, PROBLEMS
+
+# 19_ReLU at KernelBench's size: 6 GiB in, 6 GiB out.
+RELU = Footprint(inputs=6 * GiB, outputs=6 * GiB, params=0, scratch=0)
+
+
+def test_a_problem_that_fits_keeps_its_answers_and_rotates_four_input_sets():
+    plan = plan_memory(RELU, free_bytes=78 * GiB)
+    assert plan.keep_prerun_answers and plan.timing_sets == MAX_TIMING_SETS
+
+
+def test_a_tight_device_recomputes_answers_and_rotates_fewer_input_sets():
+    trial = 4 * 6 * GiB + VERIFIER_RESERVE  # inputs and their copy, both outputs
+    plan = plan_memory(RELU, free_bytes=int((trial + GiB) / 0.85))
+    assert not plan.keep_prerun_answers
+    assert plan.timing_sets == 2  # (usable - outputs - reserve) // inputs
+    assert "recomputes the pre-run answers" in plan.describe()
+
+
+@pytest.mark.parametrize("footprint", [RELU, Footprint(inputs=GiB, outputs=GiB, params=20 * GiB, scratch=0),
+                                       Footprint(inputs=GiB, outputs=GiB, params=0, scratch=15 * GiB)])
+def test_a_problem_that_cannot_fit_is_the_problems_limit_with_its_numbers(footprint):
+    with pytest.raises(Outcome) as caught:
+        plan_memory(footprint, free_bytes=20 * GiB)
+    assert caught.value.status == "problem_error"
+    assert "does not fit this device" in caught.value.message and "usable" in caught.value.message
+
+
+def test_memory_already_held_by_the_job_counts_as_usable():
+    # The pre-run's answers are held when the plan is made: they are part of the need, not extra.
+    assert plan_memory(RELU, free_bytes=20 * GiB, held_now=12 * GiB).usable == int(32 * GiB * 0.85)
+
+
+def verify_with(budget_bytes: int, problem: str, candidate: str, **options):
+    config = PoolConfig(device=DEVICE, extra_env={"KS_MEMORY_BUDGET_BYTES": str(budget_bytes)})
+    with WorkerPool(config) as pool:
+        loaded = load_problem(PROBLEMS / f"{problem}.py")
+        source = (CANDIDATES / f"{candidate}.py").read_text()
+        return pool.verify(make_request(loaded, source, candidate, timing=False, **options))
+
+
+def test_an_artificial_budget_below_one_trial_is_a_problem_error_not_the_candidates():
+    v = verify_with(VERIFIER_RESERVE // 2, "elementwise_add_relu", "add_relu_triton", trials=2)
+    assert v.status == "problem_error", v.message
+    assert "does not fit this device" in v.message and "inputs" in v.message
+
+
+def test_an_artificial_budget_that_fits_is_planned_and_said():
+    v = verify_with(4 * GiB, "elementwise_add_relu", "add_relu_triton", trials=2)
+    assert v.status == "correct", v.message
+    assert "usable" in v.memory and "keeps the pre-run answers" in v.memory
+
+
+def test_a_search_pays_for_the_reference_once(verify):
+    first = verify("softmax", CANDIDATES / "softmax_triton.py", seed=777)
+    again = verify("softmax", CANDIDATES / "softmax_triton.py", seed=777)
+    assert first.status == again.status == "correct"
+    assert first.reference_calls >= 5 and again.reference_calls < first.reference_calls
+    if DEVICE == "cpu":  # on a GPU the first call of each job measures the footprint
+        assert again.reference_calls == 0
+    # the cached answers still judge: a wrong kernel on the same problem and seeds is caught
+    wrong = verify("softmax", CANDIDATES / "add_relu_wrong_tail.py", seed=777)
+    assert wrong.status != "correct"
