@@ -1,10 +1,13 @@
 """Worker containment: what a candidate's process can and cannot see."""
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from kernelsearch.verify.sandbox import worker_env
+from kernelsearch.verify.sandbox import limit_process, worker_env
 
 from .conftest import CANDIDATES
 
@@ -41,3 +44,14 @@ def test_worker_is_another_process_in_its_own_directory(pool, verify):
     verify("elementwise_add_relu", CANDIDATES / "add_relu_triton.py", trials=1)
     assert pool.info["pid"] != os.getpid()
     assert (Path(pool.root) / "worker0").is_dir()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_is_set_to_die_with_the_process_that_starts_it():
+    # Asked from inside the started program, so the flag is seen to survive the network namespace and exec.
+    probe = ("import ctypes; v = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(v), 0, 0, 0); "  # GET
+             "print(v.value)")
+    done = subprocess.run([sys.executable, "-c", probe], preexec_fn=limit_process(None, 2**30), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == signal.SIGKILL

@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     verify.add_argument("candidate", help="file defining ModelNew (Triton or CUDA via load_inline)")
     verify.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     verify.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    add_tolerance_options(verify, from_config=False)
     verify.add_argument("--trials", type=int, default=5)
     verify.add_argument("--seed", type=int, default=42)
     verify.add_argument("--set", dest="overrides", action="append", metavar="NAME=VALUE",
@@ -71,7 +72,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     handlers = {"attention": run_attention, "solve": run_solve, "bench": run_bench, "report": run_report,
                 "verify": run_verify}
-    sys.exit(handlers[args.command](args))
+    from .verify.live_pools import Stopped
+
+    try:
+        code = handlers[args.command](args)
+    except (KeyboardInterrupt, Stopped) as e:  # the verifier's workers are gone already (verify.live_pools)
+        how, code = _how_stopped(e)
+        print(f"kernelsearch: {how}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _how_stopped(e: BaseException) -> tuple[str, int]:
+    """Ctrl-C (KeyboardInterrupt) or SIGTERM/SIGHUP (Stopped): what to say, and the conventional exit code."""
+    name = getattr(e, "signal_name", None)
+    return (f"stopped by {name}", e.code) if name else ("interrupted", 130)
 
 
 def add_search_options(p) -> None:
@@ -81,6 +95,7 @@ def add_search_options(p) -> None:
     p.add_argument("--lanes", type=int, help="concurrent refinement chains (default 4)")
     p.add_argument("--language", choices=["triton", "cuda"])
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"])
+    add_tolerance_options(p, from_config=True)
     p.add_argument("--device", choices=["auto", "cuda", "cpu"])
     p.add_argument("--strict", action="store_true", default=None, help="reject kernels that keep compute in PyTorch")
     p.add_argument("--max-attempts", type=int, help="stop after this many attempts")
@@ -94,12 +109,26 @@ def add_search_options(p) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="[model] and [search] settings; flags override it")
 
 
+def add_tolerance_options(p, from_config: bool) -> None:
+    """--tolerance, --atol, --rtol. For solve and bench (`from_config`) they stay None unless given, so that a
+    config file can set them; checked in config.build (verify: in run_verify)."""
+    from .verify.tolerance import DEFAULT_PROFILE, PROFILES, profile_values
+
+    profiles = "; ".join(f"{name}: {profile_values(name)}" for name in PROFILES)
+    p.add_argument("--tolerance", default=None if from_config else DEFAULT_PROFILE, metavar="PROFILE",
+                   help=f"per element |out - ref| <= atol + rtol*|ref|, atol = rtol from the profile ({profiles}; "
+                   f"kernelbench-v0 is what the published results used) (default {DEFAULT_PROFILE})")
+    p.add_argument("--atol", type=float, help="absolute tolerance in place of the profile's (default: the profile's)")
+    p.add_argument("--rtol", type=float, help="relative tolerance in place of the profile's (default: the profile's)")
+
+
 def _only_budget_on_resume(args) -> None:
     """A resumed run keeps the settings it was started with; silently ignoring a flag would mislead."""
     from .config import ConfigError
 
-    fixed = ["problem", "suite", "lanes", "language", "dtype", "strict", "max_attempts", "max_tokens",
-             "target_speedup", "endpoint", "model", "base_url", "api_key_env", "config", "overrides", "out"]
+    fixed = ["problem", "suite", "lanes", "language", "dtype", "tolerance", "atol", "rtol", "strict", "max_attempts",
+             "max_tokens", "target_speedup", "endpoint", "model", "base_url", "api_key_env", "config", "overrides",
+             "out"]
     given = [name for name in fixed if getattr(args, name, None) not in (None, [])]
     if given:
         flags = ", ".join("PROBLEM" if n == "problem" else "SUITE" if n == "suite" else
@@ -125,7 +154,8 @@ def search_configs(args):
     model_flags = {"endpoint": args.endpoint, "model": args.model, "base_url": args.base_url,
                    "api_key_env": args.api_key_env}
     search_flags = {"budget_s": parse_duration(args.budget) if args.budget else None, "lanes": args.lanes,
-                    "language": args.language, "dtype": args.dtype, "device": args.device, "strict": args.strict,
+                    "language": args.language, "dtype": args.dtype, "tolerance": args.tolerance, "atol": args.atol,
+                    "rtol": args.rtol, "device": args.device, "strict": args.strict,
                     "max_attempts": args.max_attempts, "max_tokens": args.max_tokens,
                     "target_speedup": args.target_speedup}
     return build(args.config, model_flags, search_flags)
@@ -154,6 +184,7 @@ def _search(client, pool_config, run_dir: Path, work):
     from .llm.client import LLMError
     from .search.display import Display
     from .verify import WorkerPool
+    from .verify.live_pools import Stopped
 
     if client.config.api_key_env:  # whatever the variable is called, candidates never see it
         pool_config = replace(pool_config, hidden_env=(*pool_config.hidden_env, client.config.api_key_env))
@@ -172,10 +203,11 @@ def _search(client, pool_config, run_dir: Path, work):
     except LLMError as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return None, EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"kernelsearch: interrupted; finished work is in {run_dir}: continue with --resume {run_dir}",
+    except (KeyboardInterrupt, Stopped) as e:
+        how, code = _how_stopped(e)
+        print(f"kernelsearch: {how}; finished work is in {run_dir}: continue with --resume {run_dir}",
               file=sys.stderr)
-        return None, 130
+        return None, code
 
 
 def run_solve(args) -> int:
@@ -249,10 +281,11 @@ def run_bench(args) -> int:
     from .config import ConfigError, parse_prices
     from .llm.client import LLMError, ModelConfig
     from .problem import ProblemError
-    from .search.bench import BENCH_NAME, load_bench, replay, run_bench as bench_loop, save_bench
-    from .search.solve import SolveConfig
+    from .search.bench import BENCH_NAME, load_bench, replay, run_bench as bench_loop, save_bench, tolerance_of
+    from .search.solve import TOLERANCE_FIELDS, SolveConfig
     from .suites import load_suite
     from .verify import PoolConfig, WorkerPool, resolve_device
+    from .verify.tolerance import check_settings, describe_settings
 
     try:
         prices = parse_prices(args.price)
@@ -262,11 +295,18 @@ def run_bench(args) -> int:
             if not (source / "problems").is_dir():
                 raise ConfigError(f"{source} holds no bench run to replay (no problems/)")
             run_dir = Path(args.out or f"{source.as_posix().rstrip('/')}-replay-{time.strftime('%Y%m%d-%H%M%S')}")
+            # the tolerance the run was searched under, unless --tolerance/--atol/--rtol say otherwise
+            given = {k: getattr(args, k) for k in TOLERANCE_FIELDS if getattr(args, k) is not None}
+            saved = load_bench(source)["search"] if (source / BENCH_NAME).is_file() else {}
+            tolerance = {**tolerance_of(saved), **given}
+            check_settings(tolerance["tolerance"], tolerance["atol"], tolerance["rtol"])
             device = resolve_device(args.device or "auto")
             with WorkerPool(PoolConfig(device=device, gpus=gpus)) as pool:
-                replay(source, run_dir, pool, progress=lambda line: print(line, flush=True))
+                replay(source, run_dir, pool, progress=lambda line: print(line, flush=True), tolerance=given)
                 context = {"replay of": str(source), "device": pool.info.get("device_name", device),
-                           "torch": pool.info.get("torch", ""), "triton": pool.info.get("triton", "")}
+                           "torch": pool.info.get("torch", ""), "triton": pool.info.get("triton", ""),
+                           "tolerance": describe_settings(tolerance["tolerance"], tolerance["atol"],
+                                                          tolerance["rtol"])}
             return _finish_bench(run_dir, context, prices)
         if args.resume:
             _only_budget_on_resume(args)
@@ -312,7 +352,8 @@ def run_bench(args) -> int:
         print(f"{key}: {outcome}")
     context = {"suite": suite.get("name"), "device": device_name, "model": client.config.model,
                "endpoint": client.config.base_url, "budget per problem": f"{search.budget_s:g} s",
-               "lanes": search.lanes, "language": search.language}
+               "lanes": search.lanes, "language": search.language,
+               "tolerance": describe_settings(search.tolerance, search.atol, search.rtol)}
     return _finish_bench(run_dir, context, prices)
 
 
@@ -369,21 +410,24 @@ def run_report(args) -> int:
 def run_verify(args) -> int:
     from .problem import ProblemError, load_problem, parse_overrides
     from .verify import PoolConfig, WorkerPool, make_request
+    from .verify.tolerance import ToleranceError, check_settings
     from .verify.verdict import format_verdict
 
     try:
         if args.trials < 1:
             raise ProblemError("--trials must be at least 1")
+        check_settings(args.tolerance, args.atol, args.rtol)
         problem = load_problem(args.problem, parse_overrides(args.overrides))
         candidate = Path(args.candidate)
         if not candidate.is_file():
             raise ProblemError(f"candidate file not found: {candidate}")
         source = candidate.read_text()
-    except (ProblemError, OSError, UnicodeDecodeError) as e:
+    except (ProblemError, ToleranceError, OSError, UnicodeDecodeError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     request = make_request(problem, source, candidate.stem, dtype=args.dtype, trials=args.trials, seed=args.seed,
-                           timing=not args.no_timing, strict=args.strict)
+                           timing=not args.no_timing, strict=args.strict, tolerance=args.tolerance, atol=args.atol,
+                           rtol=args.rtol)
     config = PoolConfig(device=args.device, compile_timeout_s=args.compile_timeout, run_timeout_s=args.run_timeout)
     try:
         with WorkerPool(config) as pool:

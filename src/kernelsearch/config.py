@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .llm.client import ModelConfig
 from .search.solve import SolveConfig
+from .verify.tolerance import ToleranceError, check_settings
 
 
 class ConfigError(ValueError):
@@ -53,6 +54,10 @@ def build(config_file: str | None, model_flags: dict, search_flags: dict) -> tup
         search.budget_s = parse_duration(search.budget_s)
     if "budget" in table.get("search", {}) and search_flags.get("budget_s") is None:
         search.budget_s = parse_duration(table["search"]["budget"])
+    try:
+        check_settings(search.tolerance, search.atol, search.rtol)
+    except ToleranceError as e:
+        raise ConfigError(str(e)) from None
     return model, search
 
 

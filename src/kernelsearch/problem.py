@@ -5,6 +5,10 @@ import ast
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
+
+from .constraints import built_into_model, multiples, read_by_model
+from .sizes import is_positive_size, is_size, second_value
 
 REQUIRED = ("Model", "get_inputs", "get_init_inputs")
 
@@ -13,42 +17,70 @@ class ProblemError(ValueError):
     """The problem file is missing, unparsable or not in KernelBench format (CLI exit 2)."""
 
 
+class Variant(NamedTuple):
+    """The problem at a second input shape (see sizes.py for which constants change and how)."""
+    source: str
+    changes: dict[str, tuple[object, object]]  # NAME -> (old value, new value), for each constant rewritten
+    changes_parameters: bool  # a changed constant is read by Model or get_init_inputs: the models must be rebuilt
+
+
 @dataclass
 class Problem:
     path: str
     name: str
     source: str  # the source that runs: overrides already applied
     overrides: dict[str, tuple[str, str]] = field(default_factory=dict)  # NAME -> (old, new) as source text
-    constants: dict[str, object] = field(default_factory=dict)  # top-level literal constants, after overrides
+    constants: dict[str, object] = field(default_factory=dict)  # top-level constants (numbers, tuples, lists)
 
     @property
     def key(self) -> str:
         """Identifies this exact problem text; workers cache baselines under it."""
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
 
-    def variant(self, only: set[str] | None = None) -> tuple[str, dict[str, tuple[object, object]]] | None:
-        """A second input shape: every size constant that the model's constructor does not read, changed to an
-        odd value about half as large (so that missing tail masks show). None when no constant can vary.
+    def variant(self, only: set[str] | None = None) -> Variant | None:
+        """A second input shape: every size constant (and every size inside a tuple or list constant) changed to
+        an odd value about half as large, so that missing tail masks show; None when nothing can change.
 
-        The worker checks that the reference still runs on it and skips the shape check if not. `only` limits
-        the change to the named constants (generated problems know which of theirs are sizes)."""
+        Derived constants (dim = 2 * N) follow their sources. `only` names the constants that are sizes
+        (generated problems know theirs), in place of the naming rule of sizes.py. The worker checks that the
+        reference runs at this shape and skips the check (saying so) when it does not."""
         tree = ast.parse(self.source)
-        fixed = _closure(_names_read_by(tree, "get_init_inputs") | _names_read_by(tree, "Model"), _dependencies(tree))
-        literal = {_single_target(n) for n in tree.body if _single_target(n) and isinstance(n.value, ast.Constant)}
-        changes: dict[str, tuple[object, object]] = {}
-        for name, value in self.constants.items():
-            # Derived constants (dim = 2 * N) follow their sources, so only literals change.
-            if only is not None and name not in only:
+        assignments = _assignments(tree)
+        reads = read_by_model(self.source, {a.name: _names(a.node) for a in assignments})
+        built_in = built_into_model(tree, self.constants, reads)
+        multiple = multiples(tree, self.constants)
+
+        def resized(name: str, value: object, in_tuple: bool) -> object:
+            if isinstance(value, (tuple, list)):
+                return type(value)(resized(name, x, True) for x in value)
+            if only is not None:
+                sized = type(value) is int and value >= 2
+            else:
+                sized = is_size(name, value, read_by_model=name in reads, built_into_model=name in built_in,
+                                in_tuple=in_tuple)
+            return second_value(value, 1 if in_tuple else multiple.get(name, 1)) if sized else value
+
+        texts: dict[str, str] = {}
+        for a in assignments:
+            if a.name not in self.constants or (only is not None and a.name not in only):
                 continue
-            if name in fixed or name not in literal or not isinstance(value, int) or isinstance(value, bool):
-                continue
-            if value < 2:
-                continue
-            changes[name] = (value, value // 2 + 1 if value >= 4 else value + 1)
-        if not changes:
+            literal_sequence = isinstance(a.node, (ast.Tuple, ast.List))
+            edits = []
+            for element in a.node.elts if literal_sequence else [a.node]:
+                if _names(element):
+                    continue  # derived from other constants: follows them
+                value = _evaluate(element, {})
+                new = resized(a.name, value, literal_sequence)
+                if new != value:
+                    edits.append((element, repr(new)))
+            if edits:
+                texts[a.name] = _edit_within(self.source, a.node, edits)
+        if not texts:
             return None
-        source = _rewrite_constants(self.source, {k: repr(v[1]) for k, v in changes.items()})
-        return source, changes
+        source = _rewrite(self.source, texts)
+        after = _constants(_assignments(ast.parse(source)))
+        changes = {name: (self.constants[name], after.get(name)) for name in texts}
+        return Variant(source, changes, any(name in reads for name in changes))
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, str]:
@@ -71,14 +103,18 @@ def load_problem(path: str | Path, overrides: dict[str, str] | None = None) -> P
     path = Path(path)
     if not path.is_file():
         raise ProblemError(f"problem file not found: {path}")
-    original = path.read_text()
+    try:
+        original = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ProblemError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
     tree = _parse(original, path)
     defined = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
     missing = [r for r in REQUIRED if r not in defined]
     if missing:
         raise ProblemError(f"{path} is not a KernelBench problem: it defines no {', '.join(missing)}")
 
-    constants = _literal_constants(tree)
+    assignments = _assignments(tree)
+    constants = _constants(assignments)
     applied: dict[str, tuple[str, str]] = {}
     source = original
     if overrides:
@@ -86,15 +122,36 @@ def load_problem(path: str | Path, overrides: dict[str, str] | None = None) -> P
         if unknown:
             known = ", ".join(sorted(constants)) or "none"
             raise ProblemError(f"--set {unknown[0]}: no such top-level constant in {path.name} (constants: {known})")
-        lines = original.splitlines()
-        for node in tree.body:
-            target = _single_target(node)
-            if target in overrides:
-                old = ast.get_source_segment(original, node.value) or lines[node.lineno - 1]
-                applied[target] = (old, overrides[target])
-        source = _rewrite_constants(original, overrides)
-        constants = _literal_constants(ast.parse(source))
+        for name, text in overrides.items():
+            _check_override(name, constants[name], ast.literal_eval(text), path.name)
+        for a in assignments:
+            if a.name in overrides:
+                applied[a.name] = (ast.get_source_segment(original, a.node), overrides[a.name])
+        source = _rewrite(original, overrides)
+        constants = _constants(_assignments(ast.parse(source)))
     return Problem(path=str(path), name=path.stem, source=source, overrides=applied, constants=constants)
+
+
+def _check_override(name: str, old: object, new: object, file: str) -> None:
+    """--set may change a value, not its kind: a size stays a positive integer, a tuple keeps its length."""
+    where = f"--set {name}={new!r}: {name} is {old!r} in {file}"
+    if isinstance(old, (tuple, list)):
+        if type(new) is not type(old) or len(new) != len(old):
+            kind = "a tuple" if isinstance(old, tuple) else "a list"
+            raise ProblemError(f"{where}; give {kind} of {len(old)} element{'s' * (len(old) != 1)}, like {old!r}")
+        for i, (o, n) in enumerate(zip(old, new)):
+            _check_scalar(name, o, n, where, f" (element {i})")
+    else:
+        _check_scalar(name, old, new, where, "")
+
+
+def _check_scalar(name: str, old: object, new: object, where: str, element: str) -> None:
+    if type(old) is int and type(new) is not int:
+        raise ProblemError(f"{where}; give an integer{element}")
+    if type(old) is float and type(new) not in (int, float):
+        raise ProblemError(f"{where}; give a number{element}")
+    if is_positive_size(name, old) and new <= 0:
+        raise ProblemError(f"{where}; a size must be a positive integer{element}")
 
 
 def _parse(source: str, path: Path) -> ast.Module:
@@ -104,77 +161,109 @@ def _parse(source: str, path: Path) -> ast.Module:
         raise ProblemError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
 
 
-def _single_target(node: ast.stmt) -> str | None:
-    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-        return node.targets[0].id
-    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-        return node.target.id
-    return None
+@dataclass
+class _Assignment:
+    """One name given a value at the top level: `N = 8`, one name of `d, h, w = 16, 32, 32`, or of `h = w = 8`."""
+    name: str
+    statement: ast.stmt
+    node: ast.expr  # this name's expression (shared by all names of a chained `h = w = 8`)
+    chained: bool
 
 
-def _literal_constants(tree: ast.Module) -> dict[str, object]:
-    """Top-level `NAME = <number>` (and expressions of earlier constants, e.g. `dim = 2 * N`)."""
+def _assignments(tree: ast.Module) -> list[_Assignment]:
+    found = []
+    for s in tree.body:
+        if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name) and s.value is not None:
+            found.append(_Assignment(s.target.id, s, s.value, False))
+        elif isinstance(s, ast.Assign) and all(isinstance(t, ast.Name) for t in s.targets):
+            found += [_Assignment(t.id, s, s.value, len(s.targets) > 1) for t in s.targets]
+        elif (isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Tuple)
+              and all(isinstance(t, ast.Name) for t in s.targets[0].elts)
+              and isinstance(s.value, ast.Tuple) and len(s.value.elts) == len(s.targets[0].elts)
+              and not any(isinstance(v, ast.Starred) for v in s.value.elts)):
+            found += [_Assignment(t.id, s, v, False) for t, v in zip(s.targets[0].elts, s.value.elts)]
+    return found
+
+
+_ARITHMETIC = (ast.Constant, ast.Name, ast.Load, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop, ast.Tuple,
+               ast.List)
+
+
+def _constants(assignments: list[_Assignment]) -> dict[str, object]:
+    """Numbers, and tuples or lists of numbers, written as literals or arithmetic of earlier constants."""
     env: dict[str, object] = {}
-    for node in tree.body:
-        name = _single_target(node)
-        if name is None or not all(isinstance(n, _ARITHMETIC) for n in ast.walk(node.value)):
-            continue
-        try:
-            value = eval(compile(ast.Expression(node.value), "<const>", "eval"), {"__builtins__": {}}, dict(env))
-        except Exception:
-            continue
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            env[name] = value
+    for a in assignments:
+        value = _evaluate(a.node, env)
+        if _is_number(value) or (isinstance(value, (tuple, list)) and all(_is_number(x) for x in value)):
+            env[a.name] = value
+        else:
+            env.pop(a.name, None)  # reassigned to something that is not a constant
     return env
 
 
-_ARITHMETIC = (ast.Constant, ast.Name, ast.Load, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop)
+def _evaluate(node: ast.expr, env: dict[str, object]) -> object:
+    if not all(isinstance(n, _ARITHMETIC) for n in ast.walk(node)):
+        return None
+    try:
+        return eval(compile(ast.Expression(node), "<const>", "eval"), {"__builtins__": {}}, dict(env))
+    except Exception:
+        return None
 
 
-def _rewrite_constants(source: str, new_values: dict[str, str]) -> str:
-    """Replace the right-hand side of top-level `NAME = ...` lines; derived constants then follow."""
-    tree = ast.parse(source)
-    lines = source.splitlines(keepends=True)
+def _names(node: ast.expr) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _rewrite(source: str, texts: dict[str, str]) -> str:
+    """Give each named constant a new expression (source text), keeping the rest of its statement: one element
+    of `d, h, w = 16, 32, 32`; `h = w = 8` becomes `h, w = 4, 8` when only h changes."""
+    by_statement: dict[int, list[_Assignment]] = {}
+    for a in _assignments(ast.parse(source)):
+        by_statement.setdefault(id(a.statement), []).append(a)
     edits = []
-    for node in tree.body:
-        name = _single_target(node)
-        if name in new_values:
-            edits.append((node.value, new_values[name]))
-    for value, text in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
-        start = _offset(lines, value.lineno, value.col_offset)
-        end = _offset(lines, value.end_lineno, value.end_col_offset)
-        joined = "".join(lines)
-        lines = (joined[:start] + text + joined[end:]).splitlines(keepends=True)
-    return "".join(lines)
+    for group in by_statement.values():
+        changed = [a for a in group if a.name in texts]
+        if not changed:
+            continue
+        if not group[0].chained:
+            edits += [(a.node, texts[a.name]) for a in changed]
+            continue
+        new = [texts.get(a.name, ast.get_source_segment(source, a.node)) for a in group]
+        if len(set(new)) == 1:
+            edits.append((group[0].node, new[0]))
+        else:
+            edits.append((group[0].statement, f"{', '.join(a.name for a in group)} = {', '.join(new)}"))
+    return _edit(source, edits)
 
 
-def _offset(lines: list[str], lineno: int, col: int) -> int:
-    # ast columns count UTF-8 bytes; problems are ASCII in practice, but be exact anyway.
-    prefix = lines[lineno - 1].encode()[:col].decode(errors="ignore")
-    return sum(len(line) for line in lines[: lineno - 1]) + len(prefix)
+def _edit(source: str, edits: list[tuple[ast.AST, str]]) -> str:
+    """Replace each node's text (the nodes come from ast.parse(source) and do not overlap)."""
+    span = _spans(source)
+    for start, end, text in sorted(((*span(node), text) for node, text in edits), reverse=True):
+        source = source[:start] + text + source[end:]
+    return source
 
 
-def _names_read_by(tree: ast.Module, definition: str) -> set[str]:
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == definition:
-            return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-    return set()
+def _edit_within(source: str, within: ast.AST, edits: list[tuple[ast.AST, str]]) -> str:
+    """`within`'s text with each of the nodes inside it replaced."""
+    span = _spans(source)
+    start, end = span(within)
+    text = source[start:end]
+    for s, e, new in sorted(((*span(node), new) for node, new in edits), reverse=True):
+        text = text[:s - start] + new + text[e - start:]
+    return text
 
 
-def _dependencies(tree: ast.Module) -> dict[str, set[str]]:
-    deps: dict[str, set[str]] = {}
-    for node in tree.body:
-        name = _single_target(node)
-        if name:
-            deps[name] = {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)}
-    return deps
+def _spans(source: str):
+    """node -> (start, end) offsets in `source`. ast counts lines by \n and columns in UTF-8 bytes."""
+    starts = [0] + [i + 1 for i, c in enumerate(source) if c == "\n"]
 
+    def offset(lineno: int, col: int) -> int:
+        line = source[starts[lineno - 1]:starts[lineno] if lineno < len(starts) else len(source)]
+        return starts[lineno - 1] + len(line.encode()[:col].decode(errors="ignore"))
 
-def _closure(names: set[str], deps: dict[str, set[str]]) -> set[str]:
-    todo, seen = list(names), set()
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(deps.get(name, ()))
-    return seen
+    return lambda node: (offset(node.lineno, node.col_offset), offset(node.end_lineno, node.end_col_offset))

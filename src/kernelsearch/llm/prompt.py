@@ -7,10 +7,10 @@ from functools import cache
 from importlib import resources
 from string import Template
 
+from ..verify.tolerance import DEFAULT_PROFILE, Tolerance, resolve_tolerance, short_number
 from ..verify.verdict import Verdict, format_verdict
 
 LANGUAGES = {"triton": "Triton", "cuda": "CUDA C++ (torch.utils.cpp_extension.load_inline)"}
-TOLERANCES = {"fp32": "atol = rtol = 1e-4", "fp16": "atol = rtol = 1e-2", "bf16": "atol = rtol = 1e-2"}
 MAX_REPORT_LINES = 40  # a compile log runs to hundreds of lines; the first errors are what the model needs
 
 
@@ -45,8 +45,11 @@ class Previous:
 
 
 def build_prompt(problem_source: str, *, language: str, dtype: str, device: str, strict: bool, strategy: Strategy,
-                 best: tuple[str, str] | None = None, previous: Previous | None = None) -> str:
-    """The user turn for one attempt. `best` is (source, one-line summary) of the best verified kernel."""
+                 best: tuple[str, str] | None = None, previous: Previous | None = None,
+                 tolerance: Tolerance | None = None) -> str:
+    """The user turn for one attempt. `best` is (source, one-line summary) of the best verified kernel;
+    `tolerance` the one in force (default: the default profile's for `dtype`)."""
+    tolerance = tolerance or resolve_tolerance(DEFAULT_PROFILE, dtype)
     best_section = ""
     if best:
         best_section = Template(template("best.md")).substitute(best_source=best[0].strip(), best_summary=best[1])
@@ -62,10 +65,17 @@ def build_prompt(problem_source: str, *, language: str, dtype: str, device: str,
             verdict_report=cut_report(report), previous_code_section=code_section)
     return Template(template("attempt.md")).substitute(
         language_name=LANGUAGES[language], device=device, problem_source=problem_source.strip(),
-        tolerance=TOLERANCES[dtype], dtype=dtype, language_rules=template(f"rules_{language}.md").strip(),
+        tolerance=tolerance_text(tolerance), dtype=dtype, language_rules=template(f"rules_{language}.md").strip(),
         strict_note=" only without --strict (this run is strict: every compute op must be yours)" if strict else "",
         best_section=best_section, feedback_section=feedback_section,
         strategy_title=strategy.title, strategy_text=strategy.text)
+
+
+def tolerance_text(t: Tolerance) -> str:
+    """`atol = rtol = 1e-4 (the kernelbench profile for fp32)`: what the model is told its outputs must meet."""
+    values = (f"atol = rtol = {short_number(t.atol)}" if t.atol == t.rtol
+              else f"atol = {short_number(t.atol)}, rtol = {short_number(t.rtol)}")
+    return f"{values} (the {t.profile} profile for {t.dtype})"
 
 
 def cut_report(text: str, limit: int = MAX_REPORT_LINES) -> str:

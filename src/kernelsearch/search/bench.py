@@ -5,7 +5,7 @@ import asyncio
 import json
 import shutil
 import traceback
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from ..llm.client import LLMClient, LLMError
@@ -13,7 +13,7 @@ from ..problem import ProblemError, load_problem
 from ..suites import SuiteProblem
 from ..verify import WorkerPool, make_request
 from .display import Display
-from .solve import SUMMARY_NAME, SolveConfig, solve
+from .solve import SUMMARY_NAME, TOLERANCE_FIELDS, SolveConfig, solve
 
 BENCH_NAME, PROBLEMS_DIR, PROBLEM_FILE, ERROR_FILE, REPLAY_NAME = (
     "bench.json", "problems", "problem.py", "error.txt", "replay.json")
@@ -92,9 +92,10 @@ def _failed(out: Path, message: str, detail: str = "") -> str:
 
 
 def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, seed: int = 4242,
-           progress=print) -> dict[str, dict]:
+           progress=print, tolerance: dict | None = None) -> dict[str, dict]:
     """Re-verify an earlier run's best kernels on this machine (no model calls): each problem's verdict goes to
-    `replay.json` beside a copy of its problem and kernel."""
+    `replay.json` beside a copy of its problem and kernel. `tolerance` ({tolerance, atol, rtol}) replaces the
+    tolerance the run was searched under."""
     verdicts = {}
     found_under = _search_settings(source_run)
     for problem_path in sorted((source_run / PROBLEMS_DIR).glob(f"*/{PROBLEM_FILE}")):
@@ -110,7 +111,7 @@ def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, s
             verdicts[key] = {"status": "no_kernel", "message": "the run found no correct kernel"}
         else:
             shutil.copyfile(best, out / "best.py")
-            settings = found_under.get(key, {})
+            settings = {**found_under.get(key, {}), **(tolerance or {})}
             try:
                 problem = load_problem(out / PROBLEM_FILE)
             except ProblemError as e:
@@ -120,7 +121,8 @@ def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, s
                 variant = set(settings["variant_names"]) if settings.get("variant_names") else None
                 request = make_request(problem, best.read_text(), "best", variant,
                                        dtype=settings.get("dtype", "fp32"), trials=trials, seed=seed, timing=True,
-                                       strict=settings.get("strict", False))
+                                       strict=settings.get("strict", False),
+                                       **{k: settings[k] for k in TOLERANCE_FIELDS if k in settings})
                 verdicts[key] = pool.verify(request).to_json()
         (out / REPLAY_NAME).write_text(json.dumps(verdicts[key], indent=2) + "\n")
         progress(f"{key}: {verdicts[key]['status']}" + _speed(verdicts[key]))
@@ -134,8 +136,16 @@ def _search_settings(run: Path) -> dict[str, dict]:
         return {}
     saved = load_bench(run)
     search = saved["search"]
+    tolerance = tolerance_of(search)
     return {p.key: {"dtype": p.dtype or search["dtype"], "strict": search["strict"],
-                    "variant_names": p.variant_names} for p in saved["problems"]}
+                    "variant_names": p.variant_names, **tolerance} for p in saved["problems"]}
+
+
+def tolerance_of(search: dict) -> dict:
+    """The tolerance settings ({tolerance, atol, rtol}) of a saved search configuration (the defaults for runs
+    saved before there were any)."""
+    defaults = {f.name: f.default for f in fields(SolveConfig) if f.name in TOLERANCE_FIELDS}
+    return {name: search.get(name, default) for name, default in defaults.items()}
 
 
 def _speed(verdict: dict) -> str:

@@ -13,11 +13,13 @@ from ..llm.prompt import Previous, build_prompt
 from ..problem import Problem
 from ..store import RunStore
 from ..verify import Verdict, WorkerPool, make_request
+from ..verify.tolerance import DEFAULT_PROFILE, Tolerance, resolve_tolerance
 from .archive import Archive, Entry
 from .display import Display
 from .strategies import choose
 
 STORE_NAME, CONFIG_NAME, BEST_NAME, SUMMARY_NAME = "store.sqlite", "config.json", "best.py", "summary.json"
+TOLERANCE_FIELDS = ("tolerance", "atol", "rtol")  # SolveConfig's and VerifyRequest's names for the same settings
 MAX_FAILED_CALLS_IN_A_ROW = 5  # a sixth failure in a row means the endpoint is down, not busy
 
 
@@ -27,6 +29,9 @@ class SolveConfig:
     lanes: int = 4
     language: str = "triton"  # triton | cuda
     dtype: str = "fp32"
+    tolerance: str = DEFAULT_PROFILE  # verify.tolerance's profile; atol/rtol, when set, replace its values
+    atol: float | None = None
+    rtol: float | None = None
     device: str = "auto"
     strict: bool = False
     trials: int = 5
@@ -37,6 +42,13 @@ class SolveConfig:
     restart_after: int = 3  # failed attempts in a row before a lane starts over from the best kernel
     compile_timeout_s: float = 300.0
     run_timeout_s: float = 120.0
+
+    def tolerance_settings(self) -> dict:
+        """tolerance, atol and rtol, as VerifyRequest takes them."""
+        return {name: getattr(self, name) for name in TOLERANCE_FIELDS}
+
+    def resolved_tolerance(self) -> Tolerance:
+        return resolve_tolerance(self.tolerance, self.dtype, self.atol, self.rtol)
 
 
 @dataclass
@@ -132,11 +144,13 @@ class Search:
             return
         lanes = [asyncio.create_task(self.lane_loop(lane)) for lane in self.lanes]
         stopped = asyncio.create_task(self.stop.wait())
-        await asyncio.wait([stopped, asyncio.gather(*lanes, return_exceptions=True)], timeout=remaining,
-                           return_when=asyncio.FIRST_COMPLETED)
-        for task in (*lanes, stopped):
-            task.cancel()
-        results = await asyncio.gather(*lanes, return_exceptions=True)
+        try:
+            await asyncio.wait([stopped, asyncio.gather(*lanes, return_exceptions=True)], timeout=remaining,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:  # on Ctrl-C too (the search is cancelled): each lane records its attempt in flight as cancelled
+            for task in (*lanes, stopped):
+                task.cancel()
+            results = await asyncio.gather(*lanes, return_exceptions=True)
         errors = [r for r in results if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError)]
         if errors:  # a bug of ours, not the model's: say so rather than hide it behind "budget spent"
             self.halt(f"internal error: {type(errors[0]).__name__}: {errors[0]}", fatal=True)
@@ -160,6 +174,7 @@ class Search:
         strategy = choose(previous, lane.index, lane.optimizations, cfg.language)
         lane.optimizations += strategy.name in _optimizations()  # the rotation moves on whatever the outcome
         prompt = build_prompt(self.problem.source, language=cfg.language, dtype=cfg.dtype,
+                              tolerance=cfg.resolved_tolerance(),
                               device=self.pool.info.get("device_name", self.pool.device), strict=cfg.strict,
                               strategy=strategy, best=(best.code, best.summary()) if best else None,
                               previous=previous)
@@ -204,7 +219,8 @@ class Search:
             return
         self.display.verifying(self.name, lane.index, step)
         request = make_request(self.problem, extracted.code, f"attempt{attempt_id}", self.variant_names,
-                               dtype=cfg.dtype, trials=cfg.trials, seed=cfg.seed, timing=True, strict=cfg.strict)
+                               dtype=cfg.dtype, trials=cfg.trials, seed=cfg.seed, timing=True, strict=cfg.strict,
+                               **cfg.tolerance_settings())
         verdict = await asyncio.wrap_future(self.pool.submit(request))
         timing = verdict.timing or {}
         self.store.update(attempt_id, status=verdict.status, verdict=verdict.to_json(),
@@ -270,7 +286,7 @@ async def cold_check(search: Search) -> tuple[Entry | None, Verdict | None]:
     for entry in search.archive.ranked()[:3]:
         request = make_request(search.problem, entry.code, f"attempt{entry.attempt_id}", search.variant_names,
                                dtype=cfg.dtype, trials=cfg.trials, seed=cfg.seed + 1000, timing=True,
-                               strict=cfg.strict, fresh_worker=True)
+                               strict=cfg.strict, fresh_worker=True, **cfg.tolerance_settings())
         verdict = await asyncio.wrap_future(search.pool.submit(request))
         search.store.set_meta(f"cold_check_{entry.attempt_id}", verdict.to_json())
         if verdict.ok:
@@ -298,6 +314,7 @@ def write_outputs(run_dir: Path, search: Search, best: Entry | None, cold: Verdi
     summary = {
         "problem": search.problem.name, "solved": best is not None, "headline": headline,
         "stop_reason": search.stop_reason, "fatal_error": search.fatal,
+        "tolerance": search.config.resolved_tolerance().describe(),
         "elapsed_s": round(search.store.meta("elapsed_s", 0.0), 1), "budget_s": search.config.budget_s,
         "sessions": search.store.meta("sessions", 1), "attempts": len(attempts), "statuses": statuses,
         "tokens": {k: sum(getattr(a, k) or 0 for a in attempts)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import time
 
+from .chunks import CHUNK_ELEMENTS as EQUAL_CHUNK
 from .errors import Outcome, classify, describe
 from .memory import Poison, held_tensors
-
-# Elements per slice when two tensors are compared for equality: a few hundred MiB of temporaries at most.
-EQUAL_CHUNK = 1 << 25
 
 
 class Calls:

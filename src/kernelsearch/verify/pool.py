@@ -16,6 +16,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import live_pools
+from .devices import resolve_device, resolve_gpus
 from .sandbox import limit_process, worker_env
 from .static_checks import check_source
 from .verdict import Verdict, VerifyRequest
@@ -37,13 +39,8 @@ class PoolConfig:
     hidden_env: tuple[str, ...] = ()  # variables candidates must never see (the model's API key variable)
 
 
-def resolve_device(device: str) -> str:
-    if device in ("cuda", "cpu"):
-        return device
-    if device != "auto":
-        raise ValueError(f"unknown device {device!r} (auto, cuda or cpu)")
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+class PoolStopped(RuntimeError):
+    """The pool was stopped (by a stop signal) before this request got a verdict: no candidate was judged."""
 
 
 class WorkerPool:
@@ -52,33 +49,48 @@ class WorkerPool:
     def __init__(self, config: PoolConfig | None = None):
         self.config = config or PoolConfig()
         self.device = resolve_device(self.config.device)
+        gpus = resolve_gpus(self.config.gpus) if self.device == "cuda" else [None] * max(1, self.config.cpu_workers)
         self.root = Path(self.config.workdir or tempfile.mkdtemp(prefix="kernelsearch-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.jobs: queue.Queue = queue.Queue()
-        if self.device == "cuda":
-            import torch
-            gpus = self.config.gpus if self.config.gpus is not None else list(range(torch.cuda.device_count()))
-        else:
-            gpus = [None] * max(1, self.config.cpu_workers)
         self.info: dict = {}  # what the last worker to start reported: device, versions, pid, network
-        self.workers = [_Worker(self, i, gpu) for i, gpu in enumerate(gpus)]
+        self.stopping = False  # set by a stop signal: no worker starts again, queued requests fail with PoolStopped
+        self.closed = False
+        self.workers: list[_Worker] = []
+        live_pools.register(self)  # before the first worker starts, so that no signal can come between
+        for i, gpu in enumerate(gpus):
+            self.workers.append(_Worker(self, i, gpu))
 
     def submit(self, request: VerifyRequest) -> Future:
         future: Future = Future()
-        self.jobs.put((request, future))
+        if self.stopping or self.closed:  # no worker thread would ever take it
+            future.set_exception(PoolStopped(f"the verifier pool was {'stopped' if self.stopping else 'closed'}"))
+        else:
+            self.jobs.put((request, future))
         return future
 
     def verify(self, request: VerifyRequest) -> Verdict:
         return self.submit(request).result()
 
     def close(self) -> None:
-        for _ in self.workers:
-            self.jobs.put(None)
-        for worker in self.workers:
-            worker.thread.join(timeout=30)
-            worker.stop()
+        self.closed = True
+        try:
+            for _ in self.workers:
+                self.jobs.put(None)
+            for worker in self.workers:
+                worker.thread.join(timeout=30)
+                worker.stop()
+        finally:
+            live_pools.unregister(self)
         if not self.config.workdir:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def kill_workers(self) -> None:
+        """Called from a signal handler (live_pools): kill every worker's process group now and start no more.
+        Only sets a flag and sends signals; each worker's thread reaps its own process."""
+        self.stopping = True
+        for worker in self.workers:
+            worker.kill()
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -101,6 +113,8 @@ class _Worker:
 
     # ---- process lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.pool.stopping:
+            raise PoolStopped("the verifier pool was stopped")
         cfg = self.pool.config
         workdir = self.pool.root / f"worker{self.index}"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -116,14 +130,20 @@ class _Worker:
             preexec_fn=limit_process(memory, int(cfg.file_limit_gb * 2**30)))
         os.close(write_fd)
         log.close()
+        if self.pool.stopping:  # a stop signal came while Popen ran: kill_workers could not see this process yet
+            os.close(read_fd)
+            self.stop()
+            raise PoolStopped("the verifier pool was stopped")
         self.events = queue.Queue()
         threading.Thread(target=self.read_events, args=(os.fdopen(read_fd), self.events), daemon=True).start()
         self.jobs_done = 0
         ready = self.next_event(time.monotonic() + cfg.start_timeout_s)
-        if not ready or ready.get("event") != "ready":
+        if not isinstance(ready, dict) or ready.get("event") != "ready":
+            why = (f"not ready after {cfg.start_timeout_s:g}s" if ready == "timeout" else "it exited" if ready is None
+                   else f"it answered {ready!r}")
             tail = self.log_tail(0)
             self.stop()
-            raise RuntimeError(f"verifier worker failed to start: {tail or 'no output'}")
+            raise RuntimeError(f"verifier worker failed to start ({why}): {tail or 'no output'}")
         self.pool.info = {k: v for k, v in ready.items() if k != "event"}
 
     @staticmethod
@@ -144,15 +164,19 @@ class _Worker:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # the whole group: nvcc, ninja, compile workers
-            except ProcessLookupError:
-                pass
+        # The whole group, even when the worker itself has already died: nvcc, ninja, compile workers and whatever
+        # the candidate started would otherwise live on. Before wait(), while the group id cannot be reused.
+        _kill_group(self.proc.pid)
         self.proc.wait()
         if self.proc.stdin:
             self.proc.stdin.close()
         self.proc = None
+
+    def kill(self) -> None:
+        """From a signal handler: no wait, no state change (the worker's thread reaps the process)."""
+        proc = self.proc
+        if proc is not None:
+            _kill_group(proc.pid)
 
     def log_tail(self, offset: int, limit: int = 3000) -> str:
         try:
@@ -177,10 +201,14 @@ class _Worker:
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(self.run(request))
-            except Exception as e:  # never leave a caller waiting
-                future.set_result(Verdict(status="runtime_error", message=f"verifier error: {e}",
-                                          problem=request.problem_name, candidate=request.candidate_name))
+                verdict = self.run(request)
+            except Exception as e:  # never leave a caller waiting (a worker that cannot start ends up here)
+                verdict = Verdict(status="runtime_error", message=f"verifier error: {e}",
+                                  problem=request.problem_name, candidate=request.candidate_name)
+            if self.pool.stopping:  # the worker was killed under this job: that says nothing about the candidate
+                future.set_exception(PoolStopped("the verifier pool was stopped before this candidate's verdict"))
+            else:
+                future.set_result(verdict)
 
     def run(self, request: VerifyRequest) -> Verdict:
         cfg = self.pool.config
@@ -208,7 +236,11 @@ class _Worker:
                                    self.log_tail(offset))
             if event.get("event") == "phase":
                 phase = event["phase"]
-                limit = cfg.compile_timeout_s if phase == "compile" else cfg.run_timeout_s
+                # The phase's configured limit; the worker may ask for less (a call's limit follows the
+                # reference's and the first call's time), never for more.
+                limit = cfg.compile_timeout_s if phase in ("compile", "first_call") else cfg.run_timeout_s
+                if event.get("limit_s"):
+                    limit = min(limit, float(event["limit_s"]))
                 deadline = time.monotonic() + limit
             elif event.get("event") == "verdict":
                 self.jobs_done += 1
@@ -225,6 +257,13 @@ class _Worker:
                        language=language,
                        device=self.pool.info.get("device_name", self.pool.device), dtype=request.dtype, phase=phase,
                        elapsed_s=round(time.monotonic() - began, 3), log_tail=tail)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # gone already (macOS answers EPERM for a group of zombies)
+        pass
 
 
 def _death(code: int | None) -> str:

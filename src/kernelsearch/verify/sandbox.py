@@ -5,12 +5,14 @@ import ctypes
 import os
 import re
 import resource
+import signal
 import sys
 from pathlib import Path
 
 # Variables that look like credentials never reach a worker (a candidate could read os.environ via C++).
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+PR_SET_PDEATHSIG = 1
 
 
 def worker_env(device: str, gpu: int | None, workdir: Path, hidden: tuple[str, ...] = ()) -> dict[str, str]:
@@ -37,24 +39,50 @@ def worker_env(device: str, gpu: int | None, workdir: Path, hidden: tuple[str, .
 
 def limit_process(memory_bytes: int | None, file_bytes: int):
     """A preexec_fn for the worker: caps file size (and address space on the CPU, where CUDA's huge virtual
-    reservations are not in play), then drops the network by entering a new network namespace."""
+    reservations are not in play), drops the network by entering a new network namespace, and makes the worker
+    die with the process that starts it. Call it in that process (the parent): it notes the parent's pid and
+    loads libc there, since a forked child of a threaded program should not take the loader's locks."""
+    parent = os.getpid()
+    libc = _libc()
 
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if memory_bytes:
             resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        _drop_network()
+        _drop_network(libc)
+        _die_with_parent(libc, parent)  # last: nothing after it changes credentials, which would clear it
 
     return apply
 
 
-def _drop_network() -> None:
+def _libc():
     if not sys.platform.startswith("linux"):
-        return
+        return None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
+        return ctypes.CDLL(None, use_errno=True)
     except OSError:
+        return None
+
+
+def _die_with_parent(libc, parent: int) -> None:
+    """SIGKILL this process when its parent dies, however it dies (SIGKILL included, which no handler sees).
+
+    Linux sends it when the parent *thread* that forked us exits: the pool starts each worker from that worker's
+    own long-lived thread, which ends only when the pool closes. The flag survives exec, not fork: the worker's own
+    children (nvcc, ninja, anything the candidate starts) do not get it. If our parent is SIGKILLed they are
+    reparented to init (or the nearest subreaper) and run until they end on their own; they keep the worker's
+    process group, so `kill -KILL -- -<worker pid>` still finds them. When the parent ends any other way, the pool
+    kills the whole group (live_pools), so they go too."""
+    if libc is None:
+        return
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died between fork and prctl: no signal will ever come
+        os._exit(1)
+
+
+def _drop_network(libc) -> None:
+    if libc is None:
         return
     if os.geteuid() == 0:
         libc.unshare(CLONE_NEWNET)

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import ast
-import re
+import symtable
 from dataclasses import dataclass, field
+
+from .cpp_checks import check_cpp_strings
+from .reach_checks import attribute_violations, lookup_violations, subscript_violations
+from .scopes import ScopedVisitor, code_run_on_import
 
 # Modules a kernel file has a reason to import. Everything else (os, sys, inspect, gc, ctypes, threading,
 # subprocess, socket, importlib, pickle, time, ...) gives a way to reach the harness, the timer or the network.
@@ -12,7 +16,8 @@ ALLOWED_IMPORTS = {
     "operator", "enum", "abc", "numbers", "__future__",
 }
 
-# Parts of torch/triton that change how the harness measures or that hand the work to another compiler.
+# Parts of torch/triton that change how the harness measures or that hand the work to another compiler, and
+# parts of numpy that touch files or build code.
 BANNED_APIS = {
     "torch.cuda.Stream": "runs work on another CUDA stream",
     "torch.cuda.stream": "runs work on another CUDA stream",
@@ -49,6 +54,16 @@ BANNED_APIS = {
     "torch.profiler": "reaches the profiler",
     "torch.autograd.profiler": "reaches the profiler",
     "triton.testing": "runs its own benchmarks",
+    "numpy.load": "reads files", "numpy.save": "writes files", "numpy.savez": "writes files",
+    "numpy.savez_compressed": "writes files", "numpy.savetxt": "writes files", "numpy.loadtxt": "reads files",
+    "numpy.genfromtxt": "reads files", "numpy.fromfile": "reads files", "numpy.memmap": "maps files",
+    # numpy's file helpers, under their numpy 2.x and 1.x module names
+    "numpy.lib.npyio": "reads files", "numpy.lib._npyio_impl": "reads files", "numpy.lib.format": "reads files",
+    "numpy.lib._format_impl": "reads files", "numpy.lib._datasource": "reads files",
+    "numpy.lib._iotools": "reads files",
+    "numpy.ctypeslib": "reaches raw memory through ctypes", "numpy.f2py": "builds and runs a compiler",
+    "numpy.distutils": "builds and runs a compiler", "numpy.testing": "reaches numpy's test tools",
+    "numpy.test": "runs numpy's test suite", "numpy.lib.test": "runs numpy's test suite",
 }
 
 BANNED_BUILTINS = {
@@ -58,25 +73,10 @@ BANNED_BUILTINS = {
     "input": "reads standard input", "memoryview": "reads raw memory", "exit": "ends the process",
     "quit": "ends the process",
 }
-
-# Attributes that reach frames, code objects or the interpreter's internals.
-BANNED_ATTRIBUTES = {
-    "__globals__", "__code__", "__closure__", "__subclasses__", "__builtins__", "__dict__", "__bases__",
-    "__mro__", "__reduce__", "__reduce_ex__", "__getstate__", "__setstate__", "__loader__", "__spec__",
-    "f_back", "f_locals", "f_globals", "f_builtins", "gi_frame", "cr_frame", "tb_frame", "tb_next",
-    "__torch_function__", "__torch_dispatch__", "_cdata", "__self__", "func_globals",
-}
-
-# C++/CUDA text inside load_inline sources: tokens that mean a library does the work or the harness is reached.
-CPP_BANNED = {
-    r"\bcublas\w*": "calls cuBLAS instead of its own kernel",
-    r"\bcudnn\w*": "calls cuDNN instead of its own kernel",
-    r"\bcudaStreamCreate\w*|\bgetStreamFromPool\b|\bcudaStreamBeginCapture\b": "runs work on another CUDA stream",
-    r"\bstd::thread\b|\bpthread_create\b|\bstd::async\b": "starts threads",
-    r"\bfopen\b|\bstd::ifstream\b|\bstd::ofstream\b|\bgetenv\b|\bdlopen\b|\bpopen\b|\bsystem\s*\(": "touches files, "
-    "environment or processes",
-    r"\b(?:at|torch)::(?:matmul|mm|bmm|addmm|conv\w*|linear|softmax|log_softmax|layer_norm|batch_norm|"
-    r"scaled_dot_product_attention|einsum)\b": "calls a PyTorch op from C++ instead of its own kernel",
+# Globals every module gets without binding them: each reaches the builtins or the importer.
+BANNED_MODULE_GLOBALS = {
+    "__builtins__": "reaches the builtins module", "__loader__": "reaches the module loader (reads files)",
+    "__spec__": "reaches the module loader (reads files)",
 }
 
 
@@ -96,17 +96,23 @@ def check_source(source: str, filename: str = "candidate.py") -> StaticReport:
     report = StaticReport()
     try:
         tree = ast.parse(source, filename=filename)
+        table = symtable.symtable(source, filename, "exec")  # also rejects e.g. `nonlocal` at module level
     except SyntaxError as e:
         report.syntax_error = f"line {e.lineno}: {e.msg}"
         return report
-    report.has_model_new = any(isinstance(n, ast.ClassDef) and n.name == "ModelNew" for n in tree.body)
-    _RuleVisitor(report, tree).visit(tree)
-    report.violations.extend(_check_cpp_strings(tree))
+    except ValueError as e:  # null bytes in the source (Python 3.11)
+        report.syntax_error = str(e)
+        return report
+    running = code_run_on_import(tree, table)  # the rules judge only what runs when the file is imported
+    report.has_model_new = any(isinstance(n, ast.ClassDef) and n.name == "ModelNew" for n in running.body)
+    _RuleVisitor(report, running, table).visit(running)
+    report.violations.extend(check_cpp_strings(running))
     return report
 
 
-class _RuleVisitor(ast.NodeVisitor):
-    def __init__(self, report: StaticReport, tree: ast.Module):
+class _RuleVisitor(ScopedVisitor):
+    def __init__(self, report: StaticReport, tree: ast.Module, table: symtable.SymbolTable):
+        super().__init__(tree, table)
         self.report = report
         self.aliases: dict[str, str] = {}  # local name -> full dotted path of the module or object
         self.defines_model = any(isinstance(n, ast.ClassDef) and n.name == "Model" for n in tree.body)
@@ -179,16 +185,24 @@ class _RuleVisitor(ast.NodeVisitor):
         return None
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        if node.attr in BANNED_ATTRIBUTES:
-            self.flag(node, f"reads .{node.attr} (reaches interpreter internals)")
+        for violation in attribute_violations(node):
+            self.flag(node, violation)
         path = self.resolve(node)
         if path:
             self._check_api(node, path)
         self.generic_visit(node)
 
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        for violation in subscript_violations(node):
+            self.flag(node, violation)
+        self.generic_visit(node)
+
     def visit_Name(self, node: ast.Name) -> None:
-        if node.id in BANNED_BUILTINS and node.id not in self.aliases:
-            self.flag(node, f"uses {node.id}(): {BANNED_BUILTINS[node.id]}")
+        if isinstance(node.ctx, ast.Load):  # binding or deleting a name never reaches the builtin
+            if node.id in BANNED_BUILTINS and self.refers_to_builtin(node.id, node.lineno):
+                self.flag(node, f"uses {node.id}(): {BANNED_BUILTINS[node.id]}")
+            if node.id in BANNED_MODULE_GLOBALS and self.refers_to_builtin(node.id, node.lineno):
+                self.flag(node, f"uses {node.id}: {BANNED_MODULE_GLOBALS[node.id]}")
         if node.id == "Model" and not self.defines_model:
             self.flag(node, "uses the reference Model (subclassing or calling it is a PyTorch fallback)")
         if node.id in self.aliases:
@@ -203,6 +217,8 @@ class _RuleVisitor(ast.NodeVisitor):
                 self.flag(node, f"{func.id}() on something other than self (patching)")
             if self.resolve(target) is not None:
                 self.flag(node, f"{func.id}() on a module (dynamic lookup hides what is used)")
+        for violation in lookup_violations(node):
+            self.flag(node, violation)
         self.generic_visit(node)
 
     # assignments that patch modules ------------------------------------------------------------------------
@@ -248,7 +264,7 @@ class _RuleVisitor(ast.NodeVisitor):
             path = self.resolve(base)
             if path in ("torch.Tensor", "torch._C.TensorBase"):
                 self.flag(node, f"class {node.name} subclasses torch.Tensor (a lazy or fake result)")
-        self.generic_visit(node)
+        super().visit_ClassDef(node)
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         for decorator in node.decorator_list:
@@ -258,21 +274,6 @@ class _RuleVisitor(ast.NodeVisitor):
                 self.uses_triton = True
         if node.name in ("__del__", "__getattr__", "__getattribute__"):
             self.flag(node, f"defines {node.name} (runs code outside the measured call)")
-        self.generic_visit(node)
+        super().visit_FunctionDef(node)
 
     visit_AsyncFunctionDef = visit_FunctionDef
-
-def _check_cpp_strings(tree: ast.Module) -> list[str]:
-    """C++/CUDA source handed to load_inline lives in string constants; scan them (comments stripped)."""
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and ("{" in node.value or "#include"
-                                                                                 in node.value):
-            code = re.sub(r"//[^\n]*|/\*.*?\*/", "", node.value, flags=re.S)
-            for pattern, why in CPP_BANNED.items():
-                match = re.search(pattern, code)
-                if match:
-                    message = f"line {node.lineno}: C++ source uses {match.group(0)}: {why}"
-                    if message not in found:
-                        found.append(message)
-    return found

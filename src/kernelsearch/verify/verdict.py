@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .tolerance import DEFAULT_PROFILE, Tolerance, resolve_tolerance
+
 # Candidate outcomes. `compiled` is a CUDA candidate checked on a machine without a GPU: it built, nothing ran.
 # `problem_error` is the problem's fault (or too large for the CPU interpreter), not the candidate's.
 STATUSES = ("correct", "compile_error", "runtime_error", "timeout", "incorrect", "rejected", "compiled",
@@ -26,6 +28,12 @@ class VerifyRequest:
     max_cpu_elements: int = 1 << 24  # interpreter limits, see worker.estimate_work
     max_cpu_flops: float = 2e10
     fresh_worker: bool = False  # run in a newly started worker process (nothing cached, nothing inherited)
+    tolerance: str = DEFAULT_PROFILE  # a profile of tolerance.PROFILES; atol/rtol, when set, replace its values
+    atol: float | None = None
+    rtol: float | None = None
+
+    def resolved_tolerance(self) -> Tolerance:
+        return resolve_tolerance(self.tolerance, self.dtype, self.atol, self.rtol)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -40,6 +48,7 @@ class Verdict:
     device: str = ""
     dtype: str = "fp32"
     language: str = "none"
+    tolerance: str = ""  # Tolerance.describe() of the tolerance the outputs were held to
     trials: list = field(default_factory=list)  # per trial: seed, order, ok, max_abs_err, max_rel_err, rel_l2
     checks: dict = field(default_factory=dict)  # each extra check's outcome (variant shape, determinism, ...)
     pytorch_ops: list = field(default_factory=list)  # compute ops the candidate left to PyTorch
@@ -48,7 +57,9 @@ class Verdict:
     timing_unavailable: str | None = None
     warnings: list = field(default_factory=list)
     overrides: dict = field(default_factory=dict)
-    phase: str = ""  # where it ended: static, compile, run, timing
+    phase: str = ""  # where it ended: static, reference, compile, first_call, run, timing
+    memory: str = ""  # on a GPU: the problem's footprint and how the job spent device memory
+    reference_calls: int = 0  # reference forwards this job ran; the other answers came from the worker's cache
     elapsed_s: float = 0.0
     log_tail: str = ""  # the worker's stderr around a crash
 
@@ -70,6 +81,8 @@ def format_verdict(v: Verdict) -> str:
     lines = [f"{v.status}: {v.candidate} vs {v.problem} ({v.device}, {v.dtype}, {v.language})"]
     if v.message:
         lines.append(f"  {v.message}")
+    if v.tolerance:
+        lines.append(f"  tolerance: {v.tolerance}")
     for name, (old, new) in v.overrides.items():
         lines.append(f"  problem changed: {name} = {new} (was {old})")
     if v.trials:
