@@ -15,10 +15,13 @@ _WEIGHTED_LAYER = re.compile(r"Conv|Linear|Norm|Embedding|LSTM|GRU|RNN|Parameter
 _MAX_DEPTH = 4  # Model -> block -> sub-block -> layer is as deep as KernelBench's level 3 nests sizes
 
 
-def read_by_model(source: str, depends_on: dict[str, set[str]]) -> set[str]:
+def read_by_model(source: str, depends_on: dict[str, set[str]], roots: tuple[str, ...] = ("Model", "get_init_inputs")
+                  ) -> set[str]:
     """Top-level names that Model or get_init_inputs read, directly or through helpers and derived constants
     (`depends_on`: constant -> the names its expression reads): the constants that shape the model's
-    parameters. Globals only: `depth` unpacked from x.shape in forward is a local and does not count."""
+    parameters. Globals only: `depth` unpacked from x.shape in forward is a local and does not count.
+    `roots=("Model",)`: only what the model's own code reads as a global, which a candidate cannot learn from its
+    constructor's arguments or its inputs (L3 33_VanillaRNN builds its hidden state from the global batch_size)."""
     reads = {name: set(names) for name, names in depends_on.items()}
     try:
         tables = symtable.symtable(source, "<problem>", "exec").get_children()
@@ -26,7 +29,7 @@ def read_by_model(source: str, depends_on: dict[str, set[str]]) -> set[str]:
         return set(depends_on)
     for table in tables:
         reads[table.get_name()] = _globals_read(table)
-    todo, seen = [n for n in ("Model", "get_init_inputs") if n in reads], set()
+    todo, seen = [n for n in roots if n in reads], set()
     while todo:
         name = todo.pop()
         if name not in seen:

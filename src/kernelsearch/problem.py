@@ -46,14 +46,20 @@ class Problem:
         reference runs at this shape and skips the check (saying so) when it does not."""
         tree = ast.parse(self.source)
         assignments = _assignments(tree)
-        reads = read_by_model(self.source, {a.name: _names(a.node) for a in assignments})
+        depends_on = {a.name: _names(a.node) for a in assignments}
+        reads = read_by_model(self.source, depends_on)
+        # Globals the model's own code reads stay: a candidate copies the problem's constants, and at another
+        # value only the reference would see the change.
+        global_to_model = read_by_model(self.source, depends_on, roots=("Model",))
         built_in = built_into_model(tree, self.constants, reads)
         multiple = multiples(tree, self.constants)
 
         def resized(name: str, value: object, in_tuple: bool) -> object:
             if isinstance(value, (tuple, list)):
                 return type(value)(resized(name, x, True) for x in value)
-            if only is not None:
+            if name in global_to_model:
+                sized = False
+            elif only is not None:
                 sized = type(value) is int and value >= 2
             else:
                 sized = is_size(name, value, read_by_model=name in reads, built_into_model=name in built_in,

@@ -123,7 +123,6 @@ def _clone(values: list) -> list:
 
 def same_values(a, b) -> bool:
     """Equal shape, dtype and values (NaN equal to NaN), compared in slices so no full-size temporary is made."""
-    import torch
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     if a.numel() <= EQUAL_CHUNK or not (a.is_contiguous() and b.is_contiguous()):

@@ -106,3 +106,33 @@ def _module_def(build: RecordedBuild) -> str:
 def _torch_includes() -> list[str]:
     from torch.utils.cpp_extension import include_paths
     return include_paths() + [sysconfig.get_paths()["include"]]
+
+
+def compile_only(job, v, init_inputs) -> None:
+    """A CUDA candidate on a machine without a GPU: record its load_inline calls and compile them; the job ends
+    with `compiled` (it builds; nothing ran) or `compile_error`."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    from .errors import Outcome
+
+    job.send_phase("compile")
+    builds: list = []
+    real = cpp_extension.load_inline
+    cpp_extension.load_inline = recording_load_inline(builds)
+    try:
+        module = job.import_file(job.req.candidate_source, "candidate")
+        if not builds:
+            module.ModelNew(*init_inputs)  # some candidates build in __init__
+    except Exception as e:
+        if not builds:
+            raise job.calls.fail(e, "importing the candidate") from None
+    finally:
+        cpp_extension.load_inline = real
+    if not builds:
+        raise Outcome("rejected", "a CUDA candidate that never calls load_inline")
+    ok, message = compile_check(builds, job.workdir / "build", timeout_s=float(os.environ.get(
+        "KS_COMPILE_TIMEOUT", "300")))
+    if not ok:
+        raise Outcome("compile_error", message)
+    v.timing_unavailable = "no GPU"
+    raise Outcome("compiled", f"{message}; a GPU is needed to run it, so it is not verified")

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from .calls import Calls
+from .cuda_build import compile_only
 from .errors import Outcome, describe
+from .extra_checks import check_determinism, check_variant
 from .memory import Footprint, MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory, tensor_bytes
 from .precision_notes import tf32_warning
 
@@ -79,7 +81,7 @@ class Job:
         reference = self.build(problem.Model, init_inputs, "Model", "problem_error")
 
         if self.device == "cpu" and report.language in ("cuda", "both"):
-            return self.compile_only(v, init_inputs)
+            return compile_only(self, v, init_inputs)
 
         refs = [self.answers(problem, reference, req.seed + t) for t in range(min(2, req.trials))]
         if self.plan is not None:
@@ -93,6 +95,11 @@ class Job:
             for outputs in refs:
                 self.release(outputs)
         del refs
+
+        if self.device == "cuda" and req.timing:
+            # The torch.compile baseline is built before the candidate's code is loaded: compiling spawns
+            # processes (Inductor's compile workers, the C compiler) that a candidate may not.
+            self.w.compiled.get(self.baseline_key(problem), reference, self.calls.inputs(problem, req.seed))
 
         self.send_phase("compile")
         model_new = self.compile_candidate(v, init_inputs)
@@ -109,9 +116,9 @@ class Job:
             outs = self.trial(v, t, problem, reference, model_new, degenerate)
             if t == 0:
                 first_output = outs
-        self.check_determinism(v, problem, model_new, first_output)
+        check_determinism(self, v, problem, model_new, first_output)
         del first_output, outs  # scrubbed; their memory goes back before the second shape and timing
-        self.check_variant(v, reference, model_new, init_inputs, degenerate)
+        check_variant(self, v, reference, model_new, init_inputs, degenerate)
         self.check_integrity()
 
         if self.device != "cuda":
@@ -203,6 +210,9 @@ class Job:
         scratch = max(0, torch.cuda.max_memory_allocated() - held - 2 * inputs - outputs) if on_gpu else 0
         self.plan = plan_memory(Footprint(inputs, outputs, params, scratch), free, held)
         return answers, seconds
+
+    def baseline_key(self, problem) -> str:
+        return f"{problem.__ks_key__}:{self.req.dtype}"
 
     def compare(self, outs: list, refs: list, degenerate=None) -> dict:
         """Outputs against answers (which may be in host memory), at the request's tolerance."""
@@ -303,83 +313,6 @@ class Job:
                 raise Outcome("rejected", f"--strict: compute left in PyTorch: {', '.join(v.pytorch_ops)}")
             v.warnings.append(f"compute left in PyTorch: {', '.join(v.pytorch_ops)}")
 
-    def compile_only(self, v, init_inputs) -> None:
-        """A CUDA candidate on a machine without a GPU: record its load_inline calls and compile them."""
-        import torch.utils.cpp_extension as cpp_extension
-
-        from .cuda_build import compile_check, recording_load_inline
-
-        self.send_phase("compile")
-        builds: list = []
-        real = cpp_extension.load_inline
-        cpp_extension.load_inline = recording_load_inline(builds)
-        try:
-            module = self.import_file(self.req.candidate_source, "candidate")
-            if not builds:
-                module.ModelNew(*init_inputs)  # some candidates build in __init__
-        except Exception as e:
-            if not builds:
-                raise self.calls.fail(e, "importing the candidate") from None
-        finally:
-            cpp_extension.load_inline = real
-        if not builds:
-            raise Outcome("rejected", "a CUDA candidate that never calls load_inline")
-        ok, message = compile_check(builds, self.workdir / "build", timeout_s=float(os.environ.get(
-            "KS_COMPILE_TIMEOUT", "300")))
-        if not ok:
-            raise Outcome("compile_error", message)
-        v.timing_unavailable = "no GPU"
-        raise Outcome("compiled", f"{message}; a GPU is needed to run it, so it is not verified")
-
-    # ---- extra checks --------------------------------------------------------------------------------------
-    def check_determinism(self, v, problem, model_new, first_output) -> None:
-        """Run trial 0 again: an output that moves between identical runs reads uninitialized memory or races."""
-        pristine = self.calls.inputs(problem, self.req.seed)
-        self.poison.fill_free_memory()
-        again = self.calls.candidate(model_new, pristine)
-        del pristine
-        result = self.compare(again, first_output)
-        self.poison.scrub(again + first_output, protect=held_tensors(model_new))
-        v.checks["determinism"] = {"ok": result["ok"], "max_abs_diff": result["max_abs_err"]}
-        if not result["ok"]:
-            raise Outcome("incorrect", "two runs on the same inputs disagree (reads uninitialized memory, or a "
-                                       f"race): {result['message']}")
-
-    def check_variant(self, v, reference, model_new, init_inputs, degenerate) -> None:
-        """A second input shape, where the problem's size constants allow one: catches hard-coded sizes. When the
-        shape changes the model's own sizes, both models are built again at it from the same seed."""
-        req = self.req
-        if not req.variant_source:
-            v.checks["second_shape"] = {"ok": None, "skipped": "no size constant can vary independently of the model"}
-            return
-        changes = ", ".join(f"{k}={new}" for k, (old, new) in req.variant_changes.items())
-        try:
-            variant = self.import_file(req.variant_source, "variant")
-            variant_init = self.problem_call(variant.get_init_inputs, "the second shape's get_init_inputs()")
-            rebuilt = repr(variant_init) != repr(init_inputs)
-            variant_reference = self.build(variant.Model, variant_init, "Model", "problem_error")
-            if not rebuilt and not _same_parameters(reference, variant_reference):
-                v.checks["second_shape"] = {"ok": None, "skipped": f"the model itself changes at {changes}"}
-                return
-            refs = self.answers(variant, variant_reference, req.seed + 100, kind="variant")
-        except Outcome as o:
-            v.checks["second_shape"] = {"ok": None, "skipped": f"reference does not run at {changes}: {o.message}"}
-            return
-        if rebuilt:
-            model_new = self.build(type(model_new), variant_init, "ModelNew at the second shape", "runtime_error")
-        pristine = self.calls.inputs(variant, req.seed + 100)
-        self.poison.fill_free_memory()
-        outs = self.calls.candidate(model_new, pristine)
-        del pristine
-        result = self.compare(outs, refs, degenerate)
-        self.release(refs)
-        self.poison.scrub(outs, protect=held_tensors(model_new))
-        v.checks["second_shape"] = {"ok": result["ok"], "changes": changes, "max_abs_err": result["max_abs_err"],
-                                    "rebuilt_models": rebuilt}
-        if not result["ok"]:
-            raise Outcome("incorrect", f"wrong at a second input shape ({changes}), right at the sampled one "
-                                       f"(hard-coded sizes?): {result['message']}")
-
     def check_integrity(self) -> None:
         violations = self.w.integrity.violations()
         if violations:
@@ -427,12 +360,6 @@ class Job:
         self.poison.fill_free_memory()
         if self.device == "cuda":
             self.torch.cuda.empty_cache()
-
-
-def _same_parameters(m1, m2) -> bool:
-    import torch
-    s1, s2 = m1.state_dict(), m2.state_dict()
-    return s1.keys() == s2.keys() and all(s1[k].shape == s2[k].shape and torch.equal(s1[k], s2[k]) for k in s1)
 
 
 def _size_constants(problem) -> dict:

@@ -42,7 +42,7 @@ def time_candidate(job, v, problem, reference, model_new, degenerate) -> None:
 
     req = job.req
     sets = [job.calls.inputs(problem, req.seed + 1000 + k) for k in range(job.plan.timing_sets)]  # never seen
-    compiled = job.w.compiled.get(f"{problem.__ks_key__}:{req.dtype}", reference, sets[0])
+    compiled = job.w.compiled.get(job.baseline_key(problem), reference, sets[0])  # built before the candidate
     fns = {"candidate": model_new, "eager": reference}
     if callable(compiled):
         fns["compile"] = compiled

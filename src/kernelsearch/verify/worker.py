@@ -37,7 +37,8 @@ class Worker:
         import torch.utils.flop_counter  # noqa: F401
         import triton  # noqa: F401  (imported before any candidate, so its launch path can be counted)
 
-        from . import calls, chunks, correctness, errors, gpu_kernels, job, measure, memory, mismatch, timing, tolerance
+        from . import (calls, chunks, correctness, errors, extra_checks, gpu_kernels, job, measure, memory, mismatch,
+                       timing, tolerance)
         from .measure import CompiledBaselines
         from .references import ReferenceCache
         from .runtime_guards import Integrity, LaunchCounter
@@ -50,8 +51,8 @@ class Worker:
             torch.ones(1, device="cuda").sum().item()  # create the context once, while warm
         self.counter = LaunchCounter()
         self.counter.install()
-        self.integrity = Integrity(extra_modules=[calls, chunks, correctness, errors, gpu_kernels, job, measure,
-                                                  memory, mismatch, timing, tolerance])
+        self.integrity = Integrity(extra_modules=[calls, chunks, correctness, errors, extra_checks, gpu_kernels, job,
+                                                  measure, memory, mismatch, timing, tolerance])
         self.references = ReferenceCache()  # answers kept for the later candidates of the same problem
         self.compiled = CompiledBaselines()  # torch.compile'd references, compiled once per problem
         self.info = self.describe()
