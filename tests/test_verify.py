@@ -159,3 +159,11 @@ def test_a_hang_is_a_timeout_within_a_minute_at_default_settings(candidate, phas
         v = pool.verify(make_request(problem, path.read_text(), path.stem, timing=False))
     assert (v.status, v.phase) == ("timeout", phase), v.message
     assert v.elapsed_s < (60 if not ON_GPU else 120), v.elapsed_s  # a GPU first call may autotune: 90 s floor
+
+
+def test_cli_candidate_that_is_not_utf8_is_named_in_one_line(tmp_path):
+    candidate = tmp_path / "latin1_candidate.py"
+    candidate.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    done = run_cli("verify", str(PROBLEMS / "softmax.py"), str(candidate), "--device", "cpu")
+    assert done.returncode == 2
+    assert "latin1_candidate.py is not UTF-8 text" in done.stderr and len(done.stderr.strip().splitlines()) == 1
