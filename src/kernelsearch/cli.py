@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -69,9 +70,17 @@ def main(argv: list[str] | None = None) -> None:
     report.add_argument("--price", metavar="IN,OUT", help="dollars per million input and output tokens")
     report.add_argument("--open", action="store_true", help="open the report in a browser")
 
+    mcp = commands.add_parser("mcp", help="serve the verifier and the attention generator to coding agents over the "
+                              "Model Context Protocol (stdio); needs pip install 'kernelsearch[mcp]'")
+    mcp.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
+                     help="where candidates run (default auto: cuda when a GPU is visible)")
+    mcp.add_argument("--gpus", metavar="0,1,...", help="GPUs to verify on, one worker each (default all)")
+    mcp.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                     help="the longest one tool call may take, in seconds (default 600)")
+
     args = parser.parse_args(argv)
     handlers = {"attention": run_attention, "solve": run_solve, "bench": run_bench, "report": run_report,
-                "verify": run_verify}
+                "verify": run_verify, "mcp": run_mcp}
     from .verify.live_pools import Stopped
 
     try:
@@ -421,7 +430,10 @@ def run_verify(args) -> int:
         candidate = Path(args.candidate)
         if not candidate.is_file():
             raise ProblemError(f"candidate file not found: {candidate}")
-        source = candidate.read_text()
+        try:
+            source = candidate.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ProblemError(f"{candidate} is not UTF-8 text (byte {e.start}: {e.reason})") from None
     except (ProblemError, ToleranceError, OSError, UnicodeDecodeError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -442,6 +454,46 @@ def run_verify(args) -> int:
     if verdict.status == "problem_error":
         return EXIT_USAGE
     return EXIT_CORRECT if verdict.ok else EXIT_REJECTED
+
+
+def run_mcp(args) -> int:
+    try:
+        import mcp.server  # noqa: F401  (an optional extra)
+    except ImportError:
+        print("kernelsearch: error: `kernelsearch mcp` needs the MCP SDK: pip install 'kernelsearch[mcp]'",
+              file=sys.stderr)
+        return EXIT_USAGE
+    from .agents.server import ServerSettings, serve
+    from .verify.devices import DeviceError, resolve_device, resolve_gpus
+
+    try:
+        if args.gpus and not all(g.strip().isdigit() for g in args.gpus.split(",")):
+            raise ValueError(f"--gpus takes GPU numbers like 0,1; got {args.gpus!r}")
+        gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+        if not args.timeout > 0:
+            raise ValueError("--timeout must be positive")
+        device = resolve_device(args.device)
+        if device == "cuda":
+            resolve_gpus(gpus)  # a GPU that is not here is an error now, not a pool that cannot start
+    except (DeviceError, ValueError) as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    import signal
+
+    from .verify.live_pools import Stopped
+
+    # Ctrl-C stops the server like SIGTERM does (live_pools raises Stopped); asyncio's own handler would only
+    # cancel the main task, which then waits for the stdin reader, i.e. for the client to close the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        serve(ServerSettings(device=device, gpus=gpus, timeout_s=args.timeout))
+    except (KeyboardInterrupt, Stopped) as e:
+        # The workers are gone (live_pools), but the SDK's thread reading stdin cannot be interrupted: a normal
+        # exit would wait for it until the client closes the pipe, so leave at once.
+        how, code = _how_stopped(e)
+        print(f"kernelsearch: {how}", file=sys.stderr, flush=True)
+        os._exit(code)
+    return EXIT_CORRECT
 
 
 if __name__ == "__main__":

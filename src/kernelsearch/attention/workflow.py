@@ -55,17 +55,9 @@ def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune
     result = AttentionResult(kernel_path=kernel_path, tuning=configs)
 
     shapes = spec.shapes if device == "cuda" else spec.test_shapes
-    names = [c.name for c in kernel.captures]
     with WorkerPool(PoolConfig(device=device)) as pool:
         for i, shape in enumerate(shapes):
-            problem_path = out_dir / "problems" / f"{spec.name}_{i}.py"
-            problem_path.parent.mkdir(exist_ok=True)
-            problem_path.write_text(problem_source(spec, shape, names))
-            request = make_request(load_problem(problem_path), kernel.source, kernel_path.stem,
-                                   variant_names=SIZE_CONSTANTS, dtype=shape.dtype,
-                                   trials=trials or (5 if device == "cuda" else CPU_TRIALS),
-                                   timing=False)  # --bench times against FlexAttention and SDPA instead
-            verdict = pool.verify(request)
+            verdict = pool.verify(shape_request(spec, kernel, kernel_path.stem, i, shape, out_dir, device, trials))
             result.verdicts.append((shape, verdict))
             progress(f"{verdict.status:9s} {shape.label()}: {verdict.message}")
     if bench:
@@ -79,6 +71,18 @@ def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune
     }
     (out_dir / f"{spec.name}_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return result
+
+
+def shape_request(spec: AttentionSpec, kernel, kernel_name: str, index: int, shape: Shape, out_dir: Path,
+                  device: str, trials: int | None = None):
+    """The verifier's request for a generated kernel at one of the spec's shapes; the problem (the PyTorch
+    reference at that shape) is written to out_dir/problems/."""
+    problem_path = out_dir / "problems" / f"{spec.name}_{index}.py"
+    problem_path.parent.mkdir(parents=True, exist_ok=True)
+    problem_path.write_text(problem_source(spec, shape, [c.name for c in kernel.captures]))
+    return make_request(load_problem(problem_path), kernel.source, kernel_name, variant_names=SIZE_CONSTANTS,
+                        dtype=shape.dtype, trials=trials or (5 if device == "cuda" else CPU_TRIALS),
+                        timing=False)  # --bench times against FlexAttention and SDPA instead
 
 
 def load_kernel_module(path: Path):

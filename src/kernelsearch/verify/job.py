@@ -314,7 +314,7 @@ class Job:
             v.warnings.append(f"compute left in PyTorch: {', '.join(v.pytorch_ops)}")
 
     def check_integrity(self) -> None:
-        violations = self.w.integrity.violations()
+        violations = self.w.integrity.violations() + [f"refused at run time: {r}" for r in self.w.refusals()]
         if violations:
             raise Outcome("rejected", "; ".join(violations))
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from . import live_pools
 from .devices import resolve_device, resolve_gpus
-from .sandbox import limit_process, worker_env
+from .sandbox import BUBBLEWRAP, SANDBOX_VARIABLE, bubblewrap_problem, containment, limit_process, worker_env, \
+    wrap_command
 from .static_checks import check_source
 from .verdict import Verdict, VerifyRequest
 
@@ -37,6 +38,9 @@ class PoolConfig:
     workdir: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     hidden_env: tuple[str, ...] = ()  # variables candidates must never see (the model's API key variable)
+    os_sandbox: bool = True  # run workers inside bubblewrap where it works here (sandbox.wrap_command)
+    hidden_paths: tuple[str, ...] = ()  # hidden from sandboxed workers too, like the caller's home and working
+    # directory (a run directory given with --out somewhere else)
 
 
 class PoolStopped(RuntimeError):
@@ -53,7 +57,9 @@ class WorkerPool:
         self.root = Path(self.config.workdir or tempfile.mkdtemp(prefix="kernelsearch-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.jobs: queue.Queue = queue.Queue()
-        self.info: dict = {}  # what the last worker to start reported: device, versions, pid, network
+        self.info: dict = {}  # what the last worker to start reported: device, versions, pid, network, os_sandbox
+        # None: workers start inside bubblewrap; else why they cannot (said in every verdict's `containment`)
+        self.sandbox_problem = bubblewrap_problem() if self.config.os_sandbox else "turned off by the caller"
         self.stopping = False  # set by a stop signal: no worker starts again, queued requests fail with PoolStopped
         self.closed = False
         self.workers: list[_Worker] = []
@@ -71,6 +77,15 @@ class WorkerPool:
 
     def verify(self, request: VerifyRequest) -> Verdict:
         return self.submit(request).result()
+
+    def cancel(self, future: Future) -> None:
+        """Give up on a submitted request: dropped while it waits in the queue, else its worker's process group is
+        killed (the worker starts afresh for the next request). For callers with deadlines of their own (MCP)."""
+        if future.cancel():
+            return
+        for worker in self.workers:
+            if worker.future is future:
+                worker.kill()
 
     def close(self) -> None:
         self.closed = True
@@ -107,6 +122,7 @@ class _Worker:
         self.proc: subprocess.Popen | None = None
         self.events: queue.Queue = queue.Queue()
         self.jobs_done = 0
+        self.future: Future | None = None  # the request being served, for WorkerPool.cancel
         self.log_path = pool.root / f"worker{index}.log"
         self.thread = threading.Thread(target=self.loop, name=f"ks-worker-{index}", daemon=True)
         self.thread.start()
@@ -123,11 +139,16 @@ class _Worker:
         env["KS_RESPONSE_FD"] = str(write_fd)
         env["KS_COMPILE_TIMEOUT"] = str(cfg.compile_timeout_s)
         memory = int(cfg.memory_limit_gb * 2**30) if cfg.memory_limit_gb and self.pool.device == "cpu" else None
+        sandboxed = self.pool.sandbox_problem is None
+        env[SANDBOX_VARIABLE] = BUBBLEWRAP if sandboxed else f"none: {self.pool.sandbox_problem}"
+        argv = [sys.executable, "-m", "kernelsearch.verify.worker"]
+        if sandboxed:
+            argv = wrap_command(argv, workdir, self.pool.device, env, cfg.hidden_paths)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kernelsearch.verify.worker"], stdin=subprocess.PIPE, stdout=log, stderr=log,
+            argv, stdin=subprocess.PIPE, stdout=log, stderr=log,
             env=env, cwd=workdir, pass_fds=(write_fd,), start_new_session=True,
-            preexec_fn=limit_process(memory, int(cfg.file_limit_gb * 2**30)))
+            preexec_fn=limit_process(memory, int(cfg.file_limit_gb * 2**30), network=not sandboxed))
         os.close(write_fd)
         log.close()
         if self.pool.stopping:  # a stop signal came while Popen ran: kill_workers could not see this process yet
@@ -144,7 +165,11 @@ class _Worker:
             tail = self.log_tail(0)
             self.stop()
             raise RuntimeError(f"verifier worker failed to start ({why}): {tail or 'no output'}")
-        self.pool.info = {k: v for k, v in ready.items() if k != "event"}
+        info = {k: v for k, v in ready.items() if k != "event"}
+        info["pid"] = self.proc.pid  # as the machine sees it: inside bubblewrap's PID namespace the worker is pid 2
+        info.setdefault("os_sandbox", env[SANDBOX_VARIABLE])  # a worker that does not say: what it was started in
+        info["containment"] = containment(info["os_sandbox"], info.get("network_isolated"))
+        self.pool.info = info
 
     @staticmethod
     def read_events(stream, events: queue.Queue) -> None:
@@ -200,11 +225,14 @@ class _Worker:
             request, future = item
             if not future.set_running_or_notify_cancel():
                 continue
+            self.future = future
             try:
                 verdict = self.run(request)
             except Exception as e:  # never leave a caller waiting (a worker that cannot start ends up here)
                 verdict = Verdict(status="runtime_error", message=f"verifier error: {e}",
                                   problem=request.problem_name, candidate=request.candidate_name)
+            finally:
+                self.future = None
             if self.pool.stopping:  # the worker was killed under this job: that says nothing about the candidate
                 future.set_exception(PoolStopped("the verifier pool was stopped before this candidate's verdict"))
             else:
@@ -231,6 +259,8 @@ class _Worker:
                                    self.log_tail(offset))
             if event is None:
                 code = self.proc.wait() if self.proc else None
+                if code is not None and code > 128 and self.pool.sandbox_problem is None:
+                    code = 128 - code  # bwrap passes on a signal death as 128 + the signal, as a shell does
                 self.stop()
                 return self.failed(request, "runtime_error", phase, f"{_death(code)} (in the {phase} phase)", began,
                                    self.log_tail(offset))
@@ -245,6 +275,7 @@ class _Worker:
             elif event.get("event") == "verdict":
                 self.jobs_done += 1
                 verdict = Verdict.from_json(event["verdict"])
+                verdict.containment = self.pool.info.get("containment", "")
                 if verdict.status in ("runtime_error", "compile_error"):
                     verdict.log_tail = self.log_tail(offset, 1500)
                 if not event.get("healthy", True):
@@ -256,7 +287,8 @@ class _Worker:
         return Verdict(status=status, message=message, problem=request.problem_name, candidate=request.candidate_name,
                        language=language,
                        device=self.pool.info.get("device_name", self.pool.device), dtype=request.dtype, phase=phase,
-                       elapsed_s=round(time.monotonic() - began, 3), log_tail=tail)
+                       elapsed_s=round(time.monotonic() - began, 3), log_tail=tail,
+                       containment=self.pool.info.get("containment", ""))
 
 
 def _kill_group(pid: int) -> None:

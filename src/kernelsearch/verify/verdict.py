@@ -61,6 +61,7 @@ class Verdict:
     memory: str = ""  # on a GPU: the problem's footprint and how the job spent device memory
     reference_calls: int = 0  # reference forwards this job ran; the other answers came from the worker's cache
     elapsed_s: float = 0.0
+    containment: str = ""  # where the candidate ran: the OS sandbox (bubblewrap), or none and what that leaves open
     log_tail: str = ""  # the worker's stderr around a crash
 
     @property

@@ -17,8 +17,15 @@ def main() -> None:
     protocol = os.fdopen(int(os.environ["KS_RESPONSE_FD"]), "w", buffering=1)
     os.dup2(2, 1)  # anything printed from here on lands in the worker log
     worker = Worker(device=os.environ.get("KS_DEVICE", "cpu"), protocol=protocol)
-    from .sandbox import network_isolated
-    worker.send(event="ready", network_isolated=network_isolated(), **worker.info)
+    from .sandbox import network_isolated, os_sandbox
+    where = os_sandbox()  # before the audit hook, which refuses the /proc/1/comm read this needs
+    # The run-time wall (audit.py): installed before the first request, never removed; refusals also go to the
+    # pool as {"event": "refused"} lines on the protocol descriptor. On GPU workers only with KS_AUDIT=on until
+    # it has been run on a GPU (Triton's ptxas and launcher builds, CUDA's files: untested there).
+    if worker.device == "cpu" or os.environ.get("KS_AUDIT") == "on":
+        from .audit import install, worker_policy
+        worker.refusals = install(worker_policy(Path.cwd(), worker.device, report_fd=protocol.fileno()))
+    worker.send(event="ready", network_isolated=network_isolated(), os_sandbox=where, **worker.info)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -57,6 +64,7 @@ class Worker:
         self.compiled = CompiledBaselines()  # torch.compile'd references, compiled once per problem
         self.info = self.describe()
         self.jobs = 0
+        self.refusals = lambda: []  # the audit hook's record, once main() has installed it
 
     def describe(self) -> dict:
         import triton
@@ -104,6 +112,10 @@ class Worker:
             traceback.print_exc()
             violations, job.calls.broke_context = [], True
         shutil.rmtree(workdir, ignore_errors=True)  # the next job starts with none of this one's files
+        refused = self.refusals()  # run-time wall: whatever the status, a refusal rejects (and ends the worker)
+        if refused:
+            verdict.status, verdict.message = "rejected", "refused at run time: " + "; ".join(refused[:3])
+            tainted = True
         if violations:
             tainted = True
             self.integrity.restore_settings()
