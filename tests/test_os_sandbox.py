@@ -129,9 +129,18 @@ def outcomes(world):
     return {"plain": plain, "plain effects": plain_effects, "boxed": boxed, "boxed effects": _effects(world)}
 
 
+# Where the repository lies under a place the sandbox replaces with a private in-memory file system (/tmp, a
+# home directory: seen in a clean clone under /tmp), a write inside succeeds there and lands nowhere on the
+# machine: it cannot act, which is what these two must show.
+LANDS_ON_THE_MACHINE = {"write outside the worker's directory": "outside file", "system() touching a file": "system marker"}
+
+
 @pytest.mark.parametrize("name", ESCAPE_NAMES)
 def test_an_escape_that_works_outside_fails_inside_the_sandbox(outcomes, name):
     assert outcomes["plain"][name]["ok"], f"not a real attempt: {outcomes['plain'][name]}"
+    if outcomes["boxed"][name]["ok"] and name in LANDS_ON_THE_MACHINE:
+        assert not outcomes["boxed effects"][LANDS_ON_THE_MACHINE[name]], f"{name} acted on the machine"
+        return
     assert not outcomes["boxed"][name]["ok"], f"{name} got through the sandbox: {outcomes['boxed'][name]}"
 
 
