@@ -167,3 +167,28 @@ def test_cli_candidate_that_is_not_utf8_is_named_in_one_line(tmp_path):
     done = run_cli("verify", str(PROBLEMS / "softmax.py"), str(candidate), "--device", "cpu")
     assert done.returncode == 2
     assert "latin1_candidate.py is not UTF-8 text" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, option", [
+    (["verify", "p.py", "c.py", "--trials", "0"], "--trials"),
+    (["solve", "p.py", "--max-attempts", "0"], "--max-attempts"),
+    (["bench", "kernelbench", "--lanes", "0"], "--lanes"),
+    (["solve", "p.py", "--max-tokens", "-5"], "--max-tokens"),
+])
+def test_the_same_limit_is_refused_the_same_way_everywhere(args, option):
+    done = run_cli(*args)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"kernelsearch: error: argument {option}: must be at least 1, got "
+                                   f"{args[-1]} (see kernelsearch {args[0]} --help)")
+
+
+@pytest.mark.parametrize("command", ["verify", "attention", "solve", "bench", "report", "mcp"])
+def test_every_help_shows_defaults_and_exit_codes(command):
+    done = run_cli(command, "--help")
+    assert done.returncode == 0 and "exit codes: 0 " in done.stdout and "143" in done.stdout
+    assert "(default" in done.stdout
+
+
+def test_version():
+    done = run_cli("--version")
+    assert done.returncode == 0 and done.stdout.startswith("kernelsearch ")

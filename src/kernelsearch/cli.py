@@ -8,10 +8,58 @@ import sys
 from pathlib import Path
 
 EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = {  # what each command's --help says about its exit status
+    "verify": "0 correct; 1 any other verdict; 2 bad usage, or the problem's limit (problem_error)",
+    "attention": "0 every shape verified correct; 1 otherwise; 2 bad usage (a bad spec)",
+    "solve": "0 a correct kernel was found; 1 none; 2 bad usage, or the model endpoint failed",
+    "bench": "0 the bench ran; 2 bad usage, or the model endpoint failed",
+    "report": "0 written; 2 bad usage (no run there, a damaged run)",
+    "mcp": "0 the client closed the session; 2 bad usage (the mcp extra is not installed)",
+}
+STOPPED = "130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (its verifier workers stop too)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, exit 2, as every other error of ours."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"kernelsearch: error: {message} (see {self.prog} --help)\n")
+
+
+def at_least_one(text: str) -> int:
+    """The type of every count (--trials, --lanes, --max-attempts, ...): the same limit, refused the same way."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _document(commands) -> None:
+    """Each option's default in its help line, and the exit codes under each command's help."""
+    for name, sub in commands.choices.items():
+        sub.formatter_class = argparse.RawDescriptionHelpFormatter
+        sub.epilog = f"exit codes: {EXIT_CODES.get(name, '0 ok; 2 bad usage')}; {STOPPED}"
+        for action in sub._actions:
+            if action.option_strings and action.help is not argparse.SUPPRESS and "--help" not in action.option_strings:
+                help_text = action.help or ""
+                if "default" in help_text:
+                    continue
+                default = action.default
+                shown = "off" if default is False else "none" if default in (None, []) else default
+                action.help = f"{help_text} (default {shown})".strip()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kernelsearch", description=__import__("kernelsearch").__doc__)
+    package = __import__("kernelsearch")
+    parser = _Parser(prog="kernelsearch", description=package.__doc__)
+    parser.add_argument("--version", action="version", version=f"kernelsearch {package.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     verify = commands.add_parser("verify", help="verify a candidate kernel against a KernelBench problem")
@@ -20,14 +68,16 @@ def main(argv: list[str] | None = None) -> None:
     verify.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     verify.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     add_tolerance_options(verify, from_config=False)
-    verify.add_argument("--trials", type=int, default=5)
-    verify.add_argument("--seed", type=int, default=42)
+    verify.add_argument("--trials", type=at_least_one, default=5, help="trials with fresh inputs")
+    verify.add_argument("--seed", type=int, default=42, help="seed of the parameters and of trial 0's inputs")
     verify.add_argument("--set", dest="overrides", action="append", metavar="NAME=VALUE",
                         help="change a top-level size constant of the problem (repeatable)")
     verify.add_argument("--no-timing", action="store_true")
     verify.add_argument("--strict", action="store_true", help="reject candidates that keep compute ops in PyTorch")
-    verify.add_argument("--compile-timeout", type=float, default=300.0, metavar="S")
-    verify.add_argument("--run-timeout", type=float, default=300.0, metavar="S")
+    verify.add_argument("--compile-timeout", type=positive, default=300.0, metavar="S",
+                        help="limit for importing and building the candidate, in seconds")
+    verify.add_argument("--run-timeout", type=positive, default=300.0, metavar="S",
+                        help="limit for the trials, checks and timing, in seconds")
     verify.add_argument("--json", action="store_true", help="print one JSON verdict")
 
     attention = commands.add_parser("attention", help="turn a FlexAttention-style score_mod/mask_mod spec into a "
@@ -37,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     attention.add_argument("--tune", action="store_true", help="search block sizes, warps and stages (GPU)")
     attention.add_argument("--bench", action="store_true", help="time against FlexAttention and SDPA (GPU)")
     attention.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    attention.add_argument("--trials", type=int, default=None, help="verification trials per shape")
+    attention.add_argument("--trials", type=at_least_one, default=None, help="verification trials per shape")
     attention.add_argument("--shape", type=int, action="append", metavar="I",
                            help="only the I-th entry of the spec's shapes (repeatable)")
     attention.add_argument("--flex-autotune", action="store_true",
@@ -58,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--kernelbench-dir", metavar="DIR", help="a KernelBench checkout (else its HF dataset)")
     bench.add_argument("--spec-dir", metavar="DIR", help="attention specs (default examples/attention)")
     bench.add_argument("--gpus", metavar="0,1,...", help="GPUs to verify on, one worker each (default all)")
-    bench.add_argument("--concurrent", type=int, help="problems searched at once (default 2 per worker)")
+    bench.add_argument("--concurrent", type=at_least_one, help="problems searched at once (default 2 per worker)")
     add_search_options(bench)
     bench.add_argument("--price", metavar="IN,OUT", help="dollars per million input and output tokens, for cost")
     bench.add_argument("--out", help="run directory (default runs/bench-<suite>-<time>)")
@@ -78,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     mcp.add_argument("--timeout", type=float, default=600.0, metavar="S",
                      help="the longest one tool call may take, in seconds (default 600)")
 
+    _document(commands)
     args = parser.parse_args(argv)
     handlers = {"attention": run_attention, "solve": run_solve, "bench": run_bench, "report": run_report,
                 "verify": run_verify, "mcp": run_mcp}
@@ -101,15 +152,15 @@ def add_search_options(p) -> None:
     """The model and search flags shared by `solve` and `bench`; left unset, the config file or defaults decide."""
     p.add_argument("--budget", help="wall-clock budget per problem: seconds or minutes, like 90s or 15m "
                    "(default 15m)")
-    p.add_argument("--lanes", type=int, help="concurrent refinement chains (default 4)")
+    p.add_argument("--lanes", type=at_least_one, help="concurrent refinement chains (default 4)")
     p.add_argument("--language", choices=["triton", "cuda"])
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"])
     add_tolerance_options(p, from_config=True)
     p.add_argument("--device", choices=["auto", "cuda", "cpu"])
     p.add_argument("--strict", action="store_true", default=None, help="reject kernels that keep compute in PyTorch")
-    p.add_argument("--max-attempts", type=int, help="stop after this many attempts")
-    p.add_argument("--max-tokens", type=int, help="stop after this many completion tokens")
-    p.add_argument("--target-speedup", type=float, help="stop once the best kernel is this much faster than eager")
+    p.add_argument("--max-attempts", type=at_least_one, help="stop after this many attempts")
+    p.add_argument("--max-tokens", type=at_least_one, help="stop after this many completion tokens")
+    p.add_argument("--target-speedup", type=positive, help="stop once the best kernel is this much faster than eager")
     p.add_argument("--endpoint", help="a preset: nim, deepseek, openrouter, openai, vllm, sglang, ollama "
                    "(default nim)")
     p.add_argument("--model", help="model id (default: the preset's DeepSeek-R1)")
@@ -423,8 +474,6 @@ def run_verify(args) -> int:
     from .verify.verdict import format_verdict
 
     try:
-        if args.trials < 1:
-            raise ProblemError("--trials must be at least 1")
         check_settings(args.tolerance, args.atol, args.rtol)
         problem = load_problem(args.problem, parse_overrides(args.overrides))
         candidate = Path(args.candidate)
