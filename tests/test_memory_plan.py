@@ -67,8 +67,20 @@ def test_a_search_pays_for_the_reference_once(verify):
     again = verify("softmax", CANDIDATES / "softmax_triton.py", seed=777)
     assert first.status == again.status == "correct"
     assert first.reference_calls >= 5 and again.reference_calls < first.reference_calls
-    if DEVICE == "cpu":  # on a GPU the first call of each job measures the footprint
+    if DEVICE == "cpu":  # on a GPU only answers costlier to recompute than to copy back are kept
         assert again.reference_calls == 0
     # the cached answers still judge: a wrong kernel on the same problem and seeds is caught
     wrong = verify("softmax", CANDIDATES / "add_relu_wrong_tail.py", seed=777)
     assert wrong.status != "correct"
+
+
+def test_answers_from_the_cache_keep_what_the_reference_does_to_its_inputs(verify):
+    # An in-place reference returns its input, changed: the candidate may do the same. The second job takes every
+    # answer from the cache and runs no reference, so it must learn that from the cache too (it once did not, and
+    # rejected the same honest kernel for "aliasing an input").
+    first = verify("relu_in_place", CANDIDATES / "relu_in_place_triton.py", seed=555)
+    again = verify("relu_in_place", CANDIDATES / "relu_in_place_triton.py", seed=555)
+    assert first.status == "correct", first.message
+    assert again.status == "correct", again.message
+    if DEVICE == "cpu":
+        assert again.reference_calls == 0

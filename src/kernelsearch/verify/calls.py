@@ -18,6 +18,16 @@ class Calls:
         self.broke_context = False  # a sticky CUDA error was seen: the worker must be replaced
         self.before_call = lambda: None  # the job's heartbeat: each candidate call gets its own time limit
 
+    def reference_behaviour(self) -> tuple[bool, bool, bool]:
+        """(aliases an input, mutates an input, returns a broadcast view), seen over this job's reference calls."""
+        return self.reference_aliases, self.reference_mutates, self.reference_broadcasts
+
+    def adopt(self, aliases: bool, mutates: bool, broadcasts: bool) -> None:
+        """What an earlier job saw the same reference do, when this one takes its answers from the cache."""
+        self.reference_aliases |= aliases
+        self.reference_mutates |= mutates
+        self.reference_broadcasts |= broadcasts
+
     def fail(self, e: BaseException, where: str) -> Outcome:
         status, message, broken = classify(e, where, self.workdir)
         self.broke_context |= broken

@@ -17,6 +17,7 @@ from .errors import Outcome, describe
 from .extra_checks import check_determinism, check_variant
 from .memory import Footprint, MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory, tensor_bytes
 from .precision_notes import tf32_warning
+from .references import ReferenceBehaviour
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # The first call compiles Triton kernels (autotuning tries many configurations on a GPU; the interpreter on the
@@ -167,33 +168,48 @@ class Job:
     # ---- the reference's answers ---------------------------------------------------------------------------
     def answers(self, problem, reference, seed: int, kind: str = "trial") -> list:
         """The reference's outputs for a seed: kept from the pre-run, cached by the worker, or computed now. The
-        first one computed in a job measures the problem's footprint and sets the memory plan."""
+        first call a worker makes for a problem also measures its footprint (the memory plan) and what it does to
+        its inputs; jobs that take their answers from the cache take both from there too."""
         if kind == "trial" and seed in self.prerun:
             return self.prerun.pop(seed)
-        key = (problem.__ks_key__, self.req.dtype, seed, kind, self.device)
+        problem_key = (problem.__ks_key__, self.req.dtype, self.device)
+        known = self.w.references.behaviour.get(problem_key)
+        if known is not None:
+            self.calls.adopt(known.aliases, known.mutates, known.broadcasts)
+            if self.plan is None and known.footprint is not None:
+                self.plan = plan_memory(known.footprint, *self.memory_now())
+        key = (*problem_key, seed, kind)
         cached = self.w.references.get(key)
-        if cached is not None and (self.plan is not None or not (self.device == "cuda" or MEMORY_BUDGET)):
+        if cached is not None and known is not None:
             return cached
         pristine = self.calls.inputs(problem, seed)
-        if self.plan is None and (self.device == "cuda" or MEMORY_BUDGET):
-            answers, seconds = self.measure_and_plan(reference, pristine)
+        footprint = known.footprint if known else None
+        if self.plan is None and self.plans_memory:
+            answers, seconds, footprint = self.measure_and_plan(reference, pristine)
         else:
             answers, seconds = self.calls.reference(reference, pristine)
         self.reference_s = max(self.reference_s, seconds)
         self.reference_calls += 1
-        if cached is not None:  # the first call of the job ran only to measure: the cache has the answer
-            self.release(answers)
-            return cached
+        self.w.references.behaviour[problem_key] = ReferenceBehaviour(footprint, *self.calls.reference_behaviour())
         del pristine
-        nbytes = tensor_bytes(answers)
-        if self.w.references.worth_keeping(nbytes, seconds, self.device == "cuda"):
+        if self.w.references.worth_keeping(tensor_bytes(answers), seconds, self.device == "cuda"):
             self.w.references.put(key, answers)
         return answers
 
-    def measure_and_plan(self, reference, pristine) -> tuple[list, float]:
+    @property
+    def plans_memory(self) -> bool:
+        """A GPU job plans its device memory; a CPU job only under an artificial budget (tests)."""
+        return self.device == "cuda" or bool(MEMORY_BUDGET)
+
+    def memory_now(self) -> tuple[int, int]:
+        """(free bytes, bytes this process already holds) for the memory plan."""
+        if self.device != "cuda":
+            return MEMORY_BUDGET, 0
+        return min(device_free_bytes(), MEMORY_BUDGET or 1 << 62), self.torch.cuda.memory_allocated()
+
+    def measure_and_plan(self, reference, pristine) -> tuple[list, float, Footprint]:
         torch, on_gpu = self.torch, self.device == "cuda"
-        free = min(device_free_bytes(), MEMORY_BUDGET or 1 << 62) if on_gpu else MEMORY_BUDGET
-        held = torch.cuda.memory_allocated() if on_gpu else 0
+        free, held = self.memory_now()
         params = tensor_bytes([*reference.parameters(), *reference.buffers()])
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
@@ -208,8 +224,9 @@ class Job:
         outputs, inputs = tensor_bytes(answers), tensor_bytes(pristine)
         # the call cloned the inputs: the peak above what was held counts the copy, the outputs and the rest
         scratch = max(0, torch.cuda.max_memory_allocated() - held - 2 * inputs - outputs) if on_gpu else 0
-        self.plan = plan_memory(Footprint(inputs, outputs, params, scratch), free, held)
-        return answers, seconds
+        footprint = Footprint(inputs, outputs, params, scratch)
+        self.plan = plan_memory(footprint, free, held)
+        return answers, seconds, footprint
 
     def baseline_key(self, problem) -> str:
         return f"{problem.__ks_key__}:{self.req.dtype}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 
-from .memory import GiB
+from dataclasses import dataclass
+
+from .memory import Footprint, GiB
 
 # Copying an answer back from host memory runs at about 8 GB/s (pageable, H100 host): for a reference that is
 # cheaper to recompute than that (an elementwise op over 6 GiB takes ~10 ms), recomputing wins.
@@ -23,8 +25,19 @@ def default_capacity() -> int:
     return min(16 * GiB, available // 4)
 
 
+@dataclass
+class ReferenceBehaviour:
+    """What a problem's reference was seen to do, for the jobs that take its answers from the cache instead of
+    running it: its footprint (for the memory plan; None where no plan is made) and what it does to its inputs,
+    which the candidate may then do too."""
+    footprint: Footprint | None
+    aliases: bool
+    mutates: bool
+    broadcasts: bool
+
+
 class ReferenceCache:
-    """Answers by (problem text, dtype, seed, device), in host memory, least recently used first out.
+    """Answers by (problem text, dtype, device, seed, kind), in host memory, least recently used first out.
 
     Entries are the worker's own copies: a job compares against them and never frees or poisons them; an
     evicted entry is overwritten with 0xFF before it is dropped, like every other freed answer."""
@@ -32,6 +45,7 @@ class ReferenceCache:
     def __init__(self, capacity_bytes: int | None = None):
         self.capacity = default_capacity() if capacity_bytes is None else capacity_bytes
         self.entries: OrderedDict[tuple, list] = OrderedDict()
+        self.behaviour: dict[tuple, ReferenceBehaviour] = {}  # (problem text, dtype, device) -> what it does
         self.used = 0
         self.hits = self.misses = 0
 
