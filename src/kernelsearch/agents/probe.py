@@ -126,13 +126,11 @@ def profile_candidate(request: dict) -> dict:
     and the roofline fraction: the least time the problem's FLOPs and bytes allow on this GPU, over that median."""
     import torch
     from torch.profiler import ProfilerActivity, profile
-    from torch.utils.flop_counter import FlopCounterMode
 
     from ..verify.calls import Calls
     from ..verify.gpu_kernels import own_kernel_names
     from ..verify.job import DTYPES
-    from ..verify.memory import tensor_bytes
-    from ..verify.timing import roofline_floor_ms, summarize, time_interleaved
+    from ..verify.timing import roofline_floor_ms, summarize, time_interleaved, work_of_call
 
     seed, dtype_name = request.get("seed", 42), request["dtype"]
     dtype = getattr(torch, DTYPES[dtype_name])
@@ -153,9 +151,7 @@ def profile_candidate(request: dict) -> dict:
             forward = summarize(time_interleaved({"candidate": model}, [inputs])["candidate"])
         except Exception as e:
             raise ProbeError(f"the candidate failed: {type(e).__name__}: {str(e)[:500]} (verify it first)") from None
-        with FlopCounterMode(display=False) as counter:
-            outputs = reference(*inputs)
-    outputs = outputs if isinstance(outputs, (tuple, list)) else [outputs]
+    flops, moved = work_of_call(reference, inputs)
     kernels: dict[str, dict] = {}
     for event in profiler.events():
         if "CUDA" in str(event.device_type):
@@ -168,8 +164,6 @@ def profile_candidate(request: dict) -> dict:
     for row in rows:
         row["own"] = any(name in row["name"] for name in own)
         row["share"] = row["ms"] / total if total else None
-    flops = float(counter.get_total_flops())
-    moved = tensor_bytes(inputs) + tensor_bytes(outputs) + tensor_bytes(reference.parameters())
     device_name = torch.cuda.get_device_name()
     floor = roofline_floor_ms(flops, moved, dtype_name, device_name)
     median = forward["median_ms"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from .errors import Outcome, describe
-from .memory import held_tensors, tensor_bytes
-from .timing import roofline_floor_ms, speedup, summarize, time_interleaved
+from .memory import held_tensors
+from .timing import roofline_floor_ms, speedup, summarize, time_interleaved, work_of_call
 
 COMPILED_KEPT = 2  # torch.compile'd references kept per worker (a search times one problem again and again)
 
@@ -38,7 +38,6 @@ class CompiledBaselines:
 
 def time_candidate(job, v, problem, reference, model_new, degenerate) -> None:
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     req = job.req
     sets = [job.calls.inputs(problem, req.seed + 1000 + k) for k in range(job.plan.timing_sets)]  # never seen
@@ -48,8 +47,7 @@ def time_candidate(job, v, problem, reference, model_new, degenerate) -> None:
         fns["compile"] = compiled
     with torch.no_grad():
         samples = _time(job, fns, sets)
-        with FlopCounterMode(display=False) as flop_counter:
-            ref_out = reference(*sets[0])
+    flops, bytes_moved = work_of_call(reference, sets[0])
     if "compile" not in samples:
         compiled = compiled if isinstance(compiled, str) else "unavailable: it failed while being timed"
     new = samples["candidate"]
@@ -63,9 +61,7 @@ def time_candidate(job, v, problem, reference, model_new, degenerate) -> None:
         else:
             v.timing[name] = compiled
     job.check_integrity()
-    outputs = ref_out if isinstance(ref_out, (tuple, list)) else [ref_out]
-    bytes_moved = tensor_bytes(sets[0]) + tensor_bytes(outputs) + tensor_bytes(reference.parameters())
-    del sets, ref_out, outputs  # up to 4 input sets: 34 GiB on 38_L1Norm, which the check below needs room for
+    del sets  # up to 4 input sets: 34 GiB on 38_L1Norm, which the check below needs room for
 
     # Re-check on inputs the candidate has not seen, after it ran many times: catches cached results.
     refs = job.answers(problem, reference, req.seed + 2000, kind="fresh")
@@ -79,7 +75,6 @@ def time_candidate(job, v, problem, reference, model_new, degenerate) -> None:
     if not result["ok"]:
         raise Outcome("incorrect", f"wrong on fresh inputs after timing (results cached?): {result['message']}")
 
-    flops = flop_counter.get_total_flops()
     floor = roofline_floor_ms(flops, bytes_moved, req.dtype, v.device)
     if floor is not None:
         v.checks["roofline"] = {"floor_ms": floor, "flops": flops, "bytes": bytes_moved}

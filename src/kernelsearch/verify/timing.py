@@ -84,6 +84,20 @@ def speedup(base: list[float], new: list[float], seed: int = 0) -> tuple[float, 
     return point, ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios)) - 1]
 
 
+def work_of_call(model, inputs: list) -> tuple[float, int]:
+    """What one call of `model` must do: (FLOPs, as torch's FlopCounterMode counts them; bytes: inputs, outputs
+    and parameters, each moved once). The two numbers a roofline floor is made of."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .memory import tensor_bytes
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(*inputs)
+    outputs = out if isinstance(out, (tuple, list)) else [out]
+    return float(counter.get_total_flops()), tensor_bytes(inputs) + tensor_bytes(outputs) + tensor_bytes(
+        model.parameters())
+
+
 def roofline_floor_ms(flops: float, bytes_moved: float, dtype: str, device_name: str) -> float | None:
     """The least time the work can take on this device (max of compute and memory time), or None if the
     device is not in PEAKS."""
