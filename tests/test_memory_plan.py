@@ -15,17 +15,16 @@ from .conftest import CANDIDATES, DEVICE, PROBLEMS
 RELU = Footprint(inputs=6 * GiB, outputs=6 * GiB, params=0, scratch=0)
 
 
-def test_a_problem_that_fits_keeps_its_answers_and_rotates_four_input_sets():
+def test_a_problem_that_fits_rotates_four_input_sets():
     plan = plan_memory(RELU, free_bytes=78 * GiB)
-    assert plan.keep_prerun_answers and plan.timing_sets == MAX_TIMING_SETS
+    assert plan.timing_sets == MAX_TIMING_SETS and "4 timing input set(s)" in plan.describe()
 
 
-def test_a_tight_device_recomputes_answers_and_rotates_fewer_input_sets():
+def test_a_tight_device_rotates_fewer_input_sets():
     trial = 4 * 6 * GiB + VERIFIER_RESERVE  # inputs and their copy, both outputs
     plan = plan_memory(RELU, free_bytes=int((trial + GiB) / 0.85))
-    assert not plan.keep_prerun_answers
     assert plan.timing_sets == 2  # (usable - outputs - reserve) // inputs
-    assert "recomputes the pre-run answers" in plan.describe()
+    assert "2 timing input set(s)" in plan.describe()
 
 
 @pytest.mark.parametrize("footprint", [RELU, Footprint(inputs=GiB, outputs=GiB, params=20 * GiB, scratch=0),
@@ -38,7 +37,7 @@ def test_a_problem_that_cannot_fit_is_the_problems_limit_with_its_numbers(footpr
 
 
 def test_memory_already_held_by_the_job_counts_as_usable():
-    # The pre-run's answers are held when the plan is made: they are part of the need, not extra.
+    # What the worker holds when the plan is made is part of the need, not extra.
     assert plan_memory(RELU, free_bytes=20 * GiB, held_now=12 * GiB).usable == int(32 * GiB * 0.85)
 
 
@@ -59,7 +58,7 @@ def test_an_artificial_budget_below_one_trial_is_a_problem_error_not_the_candida
 def test_an_artificial_budget_that_fits_is_planned_and_said():
     v = verify_with(4 * GiB, "elementwise_add_relu", "add_relu_triton", trials=2)
     assert v.status == "correct", v.message
-    assert "usable" in v.memory and "keeps the pre-run answers" in v.memory
+    assert "usable" in v.memory and "timing input set(s)" in v.memory
 
 
 def test_a_search_pays_for_the_reference_once(verify):

@@ -3,6 +3,7 @@ sizes), where both models may be built again at that shape from the same seed.""
 from __future__ import annotations
 
 from .errors import Outcome
+from .keeper_link import VARIANT_SEED
 from .memory import held_tensors
 
 
@@ -19,7 +20,7 @@ def check_determinism(job, v, problem, model_new, first_output) -> None:
         raise Outcome("incorrect", "two runs on the same inputs disagree (reads uninitialized memory, or a "
                                    f"race): {result['message']}")
 
-def check_variant(job, v, reference, model_new, init_inputs, degenerate) -> None:
+def check_variant(job, v, reference, model_new, init_inputs) -> None:
     """A second input shape, where the problem's size constants allow one: catches hard-coded sizes. When the
     shape changes the model's own sizes, both models are built again at it from the same seed."""
     req = job.req
@@ -35,18 +36,17 @@ def check_variant(job, v, reference, model_new, init_inputs, degenerate) -> None
         if not rebuilt and not _same_parameters(reference, variant_reference):
             v.checks["second_shape"] = {"ok": None, "skipped": f"the model itself changes at {changes}"}
             return
-        refs = job.answers(variant, variant_reference, req.seed + 100, kind="variant")
+        job.w.keeper.ready(job.id, req.seed + VARIANT_SEED, "variant")  # the reference runs at this shape
     except Outcome as o:
         v.checks["second_shape"] = {"ok": None, "skipped": f"reference does not run at {changes}: {o.message}"}
         return
     if rebuilt:
         model_new = job.build(type(model_new), variant_init, "ModelNew at the second shape", "runtime_error")
-    pristine = job.calls.inputs(variant, req.seed + 100)
+    pristine = job.calls.inputs(variant, req.seed + VARIANT_SEED)
     job.poison.fill_free_memory()
     outs = job.calls.candidate(model_new, pristine)
     del pristine
-    result = job.compare(outs, refs, degenerate)
-    job.release(refs)
+    result = job.judge(outs, req.seed + VARIANT_SEED, "variant")
     job.poison.scrub(outs, protect=held_tensors(model_new))
     v.checks["second_shape"] = {"ok": result["ok"], "changes": changes, "max_abs_err": result["max_abs_err"],
                                 "rebuilt_models": rebuilt}

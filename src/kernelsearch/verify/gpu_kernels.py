@@ -39,3 +39,51 @@ def count_own_gpu_kernels(v, profiler, source: str) -> int:
         ran = ", ".join(sorted(set(kernels))[:6]) or "no kernels"
         raise Outcome("rejected", f"forward ran none of the candidate's own GPU kernels (the GPU ran: {ran})")
     return len(mine)
+
+
+# ---- where the time goes (for the search's feedback, not for the verdict) ------------------------------------
+KERNEL_KEYS = {"candidate": "kernels", "eager": "eager_kernels", "compile": "compile_kernels"}  # Verdict.timing's
+PROFILED_CALLS = 3  # calls profiled per function: the per-call average evens out one slow first launch
+KERNELS_KEPT = 12  # rows per function in the verdict (the longest); a Level 3 model runs hundreds of kernels
+
+
+def kernel_times(fn, inputs: list, calls: int = PROFILED_CALLS) -> list[dict]:
+    """Each GPU kernel (and copy) that `fn(*inputs)` runs: its name, milliseconds and launches per call, from the
+    profiler over `calls` calls on a warm L2 (so its times are for proportions; the verdict's times are the
+    interleaved, L2-flushed ones). CUDA only."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn(*inputs)
+        torch.cuda.synchronize()
+    return kernel_table([(e.name, e.time_range.elapsed_us()) for e in prof.events()
+                         if "CUDA" in str(e.device_type)], calls)
+
+
+def kernel_table(events: list[tuple[str, float]], calls: int) -> list[dict]:
+    """(name, microseconds) per kernel launch of `calls` calls -> rows per kernel name, the longest first:
+    name (shortened), ms per call, launches per call; past KERNELS_KEPT, one row for the rest."""
+    totals: dict[str, list[float]] = {}
+    for name, us in events:
+        row = totals.setdefault(short_kernel_name(name), [0.0, 0])
+        row[0] += us
+        row[1] += 1
+    rows = [{"name": name, "ms": round(us / calls / 1e3, 6), "calls": max(1, round(n / calls))}
+            for name, (us, n) in sorted(totals.items(), key=lambda kv: -kv[1][0])]
+    if len(rows) > KERNELS_KEPT:
+        rest = rows[KERNELS_KEPT - 1:]
+        rows = rows[:KERNELS_KEPT - 1] + [{"name": f"{len(rest)} other kernels", "ms": round(
+            sum(r["ms"] for r in rest), 6), "calls": sum(r["calls"] for r in rest)}]
+    return rows
+
+
+def short_kernel_name(name: str) -> str:
+    """`void at::native::vectorized_elementwise_kernel<4, ...>(...)` -> `at::native::vectorized_elementwise_kernel`:
+    C++ names carry their template arguments, hundreds of characters of them."""
+    name = name.removeprefix("void ").strip()
+    for stop in ("<", "("):
+        if stop in name and not name.startswith(stop):
+            name = name[:name.index(stop)]
+    return name[:80]

@@ -15,9 +15,9 @@ from .calls import Calls
 from .cuda_build import compile_only
 from .errors import Outcome, describe
 from .extra_checks import check_determinism, check_variant
-from .memory import Footprint, MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory, tensor_bytes
+from .keeper_link import TIMING_SEED
+from .memory import MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory
 from .precision_notes import tf32_warning
-from .references import ReferenceBehaviour
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # The first call compiles Triton kernels (autotuning tries many configurations on a GPU; the interpreter on the
@@ -46,10 +46,8 @@ class Job:
         self.calls = Calls(self.torch, self.device, self.dtype, self.poison, workdir)
         self.plan: MemoryPlan | None = None
         self.first_call_ops: list[str] = []
-        self.prerun: dict[int, list] = {}  # seed -> reference answers kept from the pre-run
         self.tolerance = req.resolved_tolerance()
         self.reference_s = 0.0
-        self.reference_calls = 0  # the reference's forward calls this job made (the rest came from the cache)
 
     @property
     def broke_context(self) -> bool:
@@ -57,7 +55,6 @@ class Job:
 
     # ---- the steps, top to bottom ------------------------------------------------------------------------
     def run(self, v) -> None:
-        from .correctness import degenerate_reason
         from .static_checks import check_source
 
         req = self.req
@@ -84,23 +81,23 @@ class Job:
         if self.device == "cpu" and report.language in ("cuda", "both"):
             return compile_only(self, v, init_inputs)
 
-        refs = [self.answers(problem, reference, req.seed + t) for t in range(min(2, req.trials))]
-        if self.plan is not None:
+        # The answers are computed and held by the keeper, a process the candidate cannot reach (keeper.py)
+        prepared = self.w.keeper.prepare(self.id)
+        self.calls.adopt(prepared.aliases, prepared.mutates, prepared.broadcasts)
+        self.reference_s = prepared.reference_s
+        if prepared.footprint is not None and self.plans_memory:
+            self.plan = plan_memory(prepared.footprint, *self.memory_now())
             v.memory = self.plan.describe()
-        degenerate = degenerate_reason(refs, self.tolerance, device=self.device)
-        if degenerate:
-            v.warnings.append(f"degenerate reference ({degenerate}): outputs must also match in relative L2 error")
-        if self.plan is None or self.plan.keep_prerun_answers:
-            self.prerun = {req.seed + t: r for t, r in enumerate(refs)}
-        else:  # trial 0's and 1's answers: they must not be freed as readable memory
-            for outputs in refs:
-                self.release(outputs)
-        del refs
+        if prepared.degenerate:  # the keeper's comparisons hold the outputs to the relative L2 error too
+            v.warnings.append(f"degenerate reference ({prepared.degenerate}): outputs must also match in relative "
+                              "L2 error")
 
         if self.device == "cuda" and req.timing:
             # The torch.compile baseline is built before the candidate's code is loaded: compiling spawns
-            # processes (Inductor's compile workers, the C compiler) that a candidate may not.
-            self.w.compiled.get(self.baseline_key(problem), reference, self.calls.inputs(problem, req.seed))
+            # processes (Inductor's compile workers, the C compiler) that a candidate may not. On inputs no
+            # comparison uses: the reference's outputs here are not answers to anything.
+            self.w.compiled.get(self.baseline_key(problem), reference,
+                                self.calls.inputs(problem, req.seed + TIMING_SEED))
 
         self.send_phase("compile")
         model_new = self.compile_candidate(v, init_inputs)
@@ -114,12 +111,12 @@ class Job:
         self.send_phase("run")
         first_output = None
         for t in range(req.trials):
-            outs = self.trial(v, t, problem, reference, model_new, degenerate)
+            outs = self.trial(v, t, problem, model_new)
             if t == 0:
                 first_output = outs
         check_determinism(self, v, problem, model_new, first_output)
         del first_output, outs  # scrubbed; their memory goes back before the second shape and timing
-        check_variant(self, v, reference, model_new, init_inputs, degenerate)
+        check_variant(self, v, reference, model_new, init_inputs)
         self.check_integrity()
 
         if self.device != "cuda":
@@ -127,35 +124,27 @@ class Job:
         elif req.timing:
             from .measure import time_candidate
             self.send_phase("timing")
-            time_candidate(self, v, problem, reference, model_new, degenerate)
+            time_candidate(self, v, problem, reference, model_new)
         v.message = self.summary(v)
 
-    def trial(self, v, t, problem, reference, model_new, degenerate) -> list:
-        """One trial with fresh inputs. Even trials have the reference's answer first, odd ones the candidate's
-        output first, with free memory poisoned before the candidate runs, so neither order can leak an answer."""
+    def trial(self, v, t, problem, model_new) -> list:
+        """One trial with fresh inputs, judged by the keeper. Even trials have the reference's answer made first,
+        odd ones after the candidate's call; free memory is poisoned before the candidate runs."""
         from .runtime_guards import OpRecorder
 
         seed = self.req.seed + t
         recorder = OpRecorder(self.w.counter) if t == 0 else None
         self.w.counter.reset()
         if t % 2 == 0:
-            refs = self.answers(problem, reference, seed)
-            pristine = self.calls.inputs(problem, seed)
-            self.poison.fill_free_memory()
-            outs = self.calls.candidate(model_new, pristine, recorder)
-        else:
-            pristine = self.calls.inputs(problem, seed)
-            self.poison.fill_free_memory()
-            outs = self.calls.candidate(model_new, pristine, recorder)
-            refs = self.answers(problem, reference, seed)
+            self.w.keeper.ready(self.id, seed, "trial")
+        pristine = self.calls.inputs(problem, seed)
+        self.poison.fill_free_memory()
+        outs = self.calls.candidate(model_new, pristine, recorder)
         del pristine
         if recorder is not None:
             self.judge_pytorch_use(v, recorder)
-        result = self.compare(outs, refs, degenerate)
-        # Answers freed unreadable, since the next job may run these seeds: our copy, and the candidate's (trial
-        # 0's is kept for the determinism check). A candidate that kept its output to return again reads NaN.
-        self.release(refs)
-        if t > 0:
+        result = self.judge(outs, seed, "trial")
+        if t > 0:  # trial 0's output is kept for the determinism check
             self.poison.scrub(outs, protect=held_tensors(model_new))
         mismatch = result.pop("mismatch")
         v.trials.append({"trial": t, "seed": seed, "order": "reference_first" if t % 2 == 0 else "candidate_first",
@@ -165,36 +154,12 @@ class Job:
             raise Outcome("incorrect", f"trial {t} (seed {seed}): {result['message']}")
         return outs
 
-    # ---- the reference's answers ---------------------------------------------------------------------------
-    def answers(self, problem, reference, seed: int, kind: str = "trial") -> list:
-        """The reference's outputs for a seed: kept from the pre-run, cached by the worker, or computed now. The
-        first call a worker makes for a problem also measures its footprint (the memory plan) and what it does to
-        its inputs; jobs that take their answers from the cache take both from there too."""
-        if kind == "trial" and seed in self.prerun:
-            return self.prerun.pop(seed)
-        problem_key = (problem.__ks_key__, self.req.dtype, self.device)
-        known = self.w.references.behaviour.get(problem_key)
-        if known is not None:
-            self.calls.adopt(known.aliases, known.mutates, known.broadcasts)
-            if self.plan is None and known.footprint is not None:
-                self.plan = plan_memory(known.footprint, *self.memory_now())
-        key = (*problem_key, seed, kind)
-        cached = self.w.references.get(key)
-        if cached is not None and known is not None:
-            return cached
-        pristine = self.calls.inputs(problem, seed)
-        footprint = known.footprint if known else None
-        if self.plan is None and self.plans_memory:
-            answers, seconds, footprint = self.measure_and_plan(reference, pristine)
-        else:
-            answers, seconds = self.calls.reference(reference, pristine)
-        self.reference_s = max(self.reference_s, seconds)
-        self.reference_calls += 1
-        self.w.references.behaviour[problem_key] = ReferenceBehaviour(footprint, *self.calls.reference_behaviour())
-        del pristine
-        if self.w.references.worth_keeping(tensor_bytes(answers), seconds, self.device == "cuda"):
-            self.w.references.put(key, answers)
-        return answers
+    def judge(self, outs: list, seed: int, kind: str) -> dict:
+        """The keeper's comparison of the outputs with its answers for (seed, kind). On a GPU the allocator's
+        cached blocks go back first: the keeper may need the room to compute the answers."""
+        if self.device == "cuda":
+            self.torch.cuda.empty_cache()
+        return self.w.keeper.compare(self.id, seed, kind, outs)
 
     @property
     def plans_memory(self) -> bool:
@@ -207,46 +172,17 @@ class Job:
             return MEMORY_BUDGET, 0
         return min(device_free_bytes(), MEMORY_BUDGET or 1 << 62), self.torch.cuda.memory_allocated()
 
-    def measure_and_plan(self, reference, pristine) -> tuple[list, float, Footprint]:
-        torch, on_gpu = self.torch, self.device == "cuda"
-        free, held = self.memory_now()
-        params = tensor_bytes([*reference.parameters(), *reference.buffers()])
-        if on_gpu:
-            torch.cuda.reset_peak_memory_stats()
-        try:
-            answers, seconds = self.calls.reference(reference, pristine)
-        except Outcome as o:
-            if "out of memory" not in o.message.lower():
-                raise
-            footprint = Footprint(tensor_bytes(pristine), 0, params, 0)
-            raise Outcome("problem_error", f"the reference alone ran out of device memory ({footprint.describe()}, "
-                                           f"{free / 2**30:.1f} GiB free): {o.message.splitlines()[0][:200]}") from None
-        outputs, inputs = tensor_bytes(answers), tensor_bytes(pristine)
-        # the call cloned the inputs: the peak above what was held counts the copy, the outputs and the rest
-        scratch = max(0, torch.cuda.max_memory_allocated() - held - 2 * inputs - outputs) if on_gpu else 0
-        footprint = Footprint(inputs, outputs, params, scratch)
-        self.plan = plan_memory(footprint, free, held)
-        return answers, seconds, footprint
-
     def baseline_key(self, problem) -> str:
         return f"{problem.__ks_key__}:{self.req.dtype}"
 
-    def compare(self, outs: list, refs: list, degenerate=None) -> dict:
-        """Outputs against answers (which may be in host memory), at the request's tolerance."""
+    def compare(self, outs: list, expected: list) -> dict:
+        """Outputs against other outputs of the candidate's (the determinism check), at the request's tolerance."""
         from .correctness import compare
-        return compare(outs, refs, self.tolerance, degenerate=bool(degenerate), device=self.device)
-
-    def release(self, answers: list) -> None:
-        """Free the job's copy of an answer unreadable; the worker's cached copies stay."""
-        cached = {id(t) for entry in self.w.references.entries.values() for t in entry}
-        self.poison.scrub([a for a in answers if id(a) not in cached])
+        return compare(outs, expected, self.tolerance, device=self.device)
 
     # ---- problem side --------------------------------------------------------------------------------------
     def load_problem(self, source: str, kind: str):
-        try:
-            return self.import_file(source, kind)
-        except Exception as e:
-            raise Outcome("problem_error", f"the problem failed to load: {describe(e)}") from None
+        return load_problem(lambda: self.import_file(source, kind))
 
     def problem_call(self, fn, what: str):
         try:
@@ -268,11 +204,8 @@ class Job:
                 f"--set NAME=VALUE (size constants: {constants}), or run on a GPU"))
 
     def build(self, cls, init_inputs, what: str, status: str):
-        torch = self.torch
-        torch.manual_seed(self.req.seed)  # reference and candidate start from the same parameters
         try:
-            model = cls(*init_inputs)
-            return model.to(device=self.device, dtype=self.dtype)
+            return build_model(self.torch, cls, init_inputs, self.req.seed, self.device, self.dtype)
         except Exception as e:
             if status == "problem_error":
                 raise Outcome(status, f"{what}(*get_init_inputs()) failed: {describe(e)}") from None
@@ -351,24 +284,14 @@ class Job:
     def import_file(self, source: str, kind: str):
         """Load source as a module from a real file (Triton reads kernel source through inspect)."""
         name = f"ks_{kind}_{self.id}"
-        path = self.workdir / f"{kind}.py"
-        path.write_text(source)
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
         self.modules.append(name)
-        spec.loader.exec_module(module)
-        module.__ks_key__ = hashlib.sha256(source.encode()).hexdigest()[:16]
-        return module
+        return import_source(source, name, self.workdir / f"{kind}.py")
 
     def send_phase(self, phase: str, limit_s: float | None = None) -> None:
         self.phase = phase
         self.w.send(event="phase", id=self.id, phase=phase, **({"limit_s": round(limit_s, 1)} if limit_s else {}))
 
     def cleanup(self) -> None:
-        for outputs in self.prerun.values():
-            self.release(outputs)
-        self.prerun.clear()
         for name in self.modules:
             sys.modules.pop(name, None)
         gc.collect()
@@ -377,6 +300,30 @@ class Job:
         self.poison.fill_free_memory()
         if self.device == "cuda":
             self.torch.cuda.empty_cache()
+
+
+def import_source(source: str, name: str, path: Path):
+    """Load source as a module from a real file (Triton reads kernel source through inspect), keyed by its text."""
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    module.__ks_key__ = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return module
+
+
+def load_problem(load):
+    try:
+        return load()
+    except Exception as e:
+        raise Outcome("problem_error", f"the problem failed to load: {describe(e)}") from None
+
+
+def build_model(torch, cls, init_inputs, seed: int, device: str, dtype):
+    """cls(*init_inputs) on the device, from the seed: reference and candidate start from the same parameters."""
+    torch.manual_seed(seed)
+    return cls(*init_inputs).to(device=device, dtype=dtype)
 
 
 def _size_constants(problem) -> dict:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from .errors import Outcome, describe
+from .keeper_link import FRESH_SEED, TIMING_SEED
 from .memory import held_tensors
-from .timing import roofline_floor_ms, speedup, summarize, time_interleaved, work_of_call
+from .gpu_kernels import KERNEL_KEYS, kernel_times
+from .timing import peaks_of, roofline_floor_ms, speedup, summarize, time_interleaved, work_of_call
 
 COMPILED_KEPT = 2  # torch.compile'd references kept per worker (a search times one problem again and again)
 
@@ -36,11 +38,11 @@ class CompiledBaselines:
         return compiled
 
 
-def time_candidate(job, v, problem, reference, model_new, degenerate) -> None:
+def time_candidate(job, v, problem, reference, model_new) -> None:
     import torch
 
     req = job.req
-    sets = [job.calls.inputs(problem, req.seed + 1000 + k) for k in range(job.plan.timing_sets)]  # never seen
+    sets = [job.calls.inputs(problem, req.seed + TIMING_SEED + k) for k in range(job.plan.timing_sets)]  # never seen
     compiled = job.w.compiled.get(job.baseline_key(problem), reference, sets[0])  # built before the candidate
     fns = {"candidate": model_new, "eager": reference}
     if callable(compiled):
@@ -60,16 +62,17 @@ def time_candidate(job, v, problem, reference, model_new, degenerate) -> None:
             v.timing[f"speedup_vs_{name}_ci"] = [round(low, 4), round(high, 4)]
         else:
             v.timing[name] = compiled
+    with torch.no_grad():
+        _profile_kernels(v, {name: fns[name] for name in samples}, sets[0])
     job.check_integrity()
     del sets  # up to 4 input sets: 34 GiB on 38_L1Norm, which the check below needs room for
 
     # Re-check on inputs the candidate has not seen, after it ran many times: catches cached results.
-    refs = job.answers(problem, reference, req.seed + 2000, kind="fresh")
-    pristine = job.calls.inputs(problem, req.seed + 2000)
+    pristine = job.calls.inputs(problem, req.seed + FRESH_SEED)
     job.poison.fill_free_memory()
     outs = job.calls.candidate(model_new, pristine)
-    result = job.compare(outs, refs, degenerate)
-    job.release(refs)
+    del pristine
+    result = job.judge(outs, req.seed + FRESH_SEED, "fresh")
     job.poison.scrub(outs, protect=held_tensors(model_new))
     v.checks["fresh_inputs_after_timing"] = {"ok": result["ok"], "max_abs_err": result["max_abs_err"]}
     if not result["ok"]:
@@ -77,11 +80,25 @@ def time_candidate(job, v, problem, reference, model_new, degenerate) -> None:
 
     floor = roofline_floor_ms(flops, bytes_moved, req.dtype, v.device)
     if floor is not None:
-        v.checks["roofline"] = {"floor_ms": floor, "flops": flops, "bytes": bytes_moved}
+        peaks = peaks_of(v.device)  # with the floor, so the search reads the fractions without torch
         median = v.timing["candidate"]["median_ms"]
+        v.checks["roofline"] = {"floor_ms": floor, "flops": flops, "bytes": bytes_moved,
+                                "peak_bandwidth": peaks["bandwidth"], "peak_flops": peaks[req.dtype],
+                                "note": f"{floor / median:.1%} of the roofline (floor {floor:.3g} ms)"}
         if median < floor:
             v.warnings.append(f"implausible: {median:.4g} ms is under the roofline floor {floor:.4g} ms "
                               "for this problem's FLOPs and bytes; a human should look at this kernel")
+
+
+def _profile_kernels(v, fns: dict, inputs: list) -> None:
+    """Each timed function's kernels with their times (gpu_kernels.kernel_times) into the timing, for the search's
+    feedback on where the time goes; a profiler that fails costs the breakdown, never the verdict."""
+    for name, fn in fns.items():
+        try:
+            v.timing[KERNEL_KEYS[name]] = kernel_times(fn, inputs)
+        except Exception as e:
+            v.timing["kernels_unavailable"] = describe(e).splitlines()[0][:200]
+            return
 
 
 def _time(job, fns: dict, sets: list) -> dict:

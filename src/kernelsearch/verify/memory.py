@@ -32,23 +32,21 @@ class Footprint:
 @dataclass
 class MemoryPlan:
     """How this job spends device memory. The minimum is one trial: both models, the inputs and their copy, the
-    reference's and the candidate's outputs and their intermediates; the rest is spent on speed when it fits."""
+    reference's and the candidate's outputs and their intermediates (the answer keeper runs the reference on the
+    same device, one call at a time, and keeps its answers in host memory); the rest is spent on speed."""
     usable: int  # bytes this job may fill
     footprint: Footprint
-    keep_prerun_answers: bool = True  # trial 0's and 1's reference outputs from the pre-run are reused
     timing_sets: int = MAX_TIMING_SETS
 
     def describe(self) -> str:
-        return (f"{self.footprint.describe()}; {_gib(self.usable)} usable; "
-                f"{'keeps' if self.keep_prerun_answers else 'recomputes'} the pre-run answers; "
-                f"{self.timing_sets} timing input set(s)")
+        return f"{self.footprint.describe()}; {_gib(self.usable)} usable; {self.timing_sets} timing input set(s)"
 
 
 def plan_memory(footprint: Footprint, free_bytes: int, held_now: int = 0) -> MemoryPlan:
     """A plan for a GPU job, or problem_error with the numbers when even one trial cannot fit.
 
-    `free_bytes`: free device memory plus what the allocator caches; `held_now`: what the job already holds
-    (the reference model and the pre-run's answers), which is part of the need below, not extra."""
+    `free_bytes`: free device memory plus what the allocator caches; `held_now`: what the worker already holds
+    (the candidate's side of the job so far), which is part of the need below, not extra."""
     f = footprint
     usable = int((free_bytes + held_now) * USABLE_FRACTION)
     # one trial: two models, the pristine inputs and the call's copy of them (the mutation check compares the
@@ -59,7 +57,6 @@ def plan_memory(footprint: Footprint, free_bytes: int, held_now: int = 0) -> Mem
             f"the problem does not fit this device: one trial needs about {_gib(trial)} ({f.describe()}, "
             f"for the reference and the candidate side by side), {_gib(usable)} of device memory is usable"))
     plan = MemoryPlan(usable=usable, footprint=f)
-    plan.keep_prerun_answers = trial + 2 * f.outputs <= usable
     spare = usable - (2 * f.params + 2 * f.outputs + 2 * f.scratch + VERIFIER_RESERVE)
     plan.timing_sets = max(1, min(MAX_TIMING_SETS, spare // max(1, f.inputs)))
     return plan

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import live_pools
 from .devices import resolve_device, resolve_gpus
+from .keeper_process import KeeperProcess, KeeperStartError, read_events, unbacked
 from .sandbox import BUBBLEWRAP, SANDBOX_VARIABLE, bubblewrap_problem, containment, limit_process, worker_env, \
     wrap_command
 from .static_checks import check_source
@@ -120,6 +121,7 @@ class _Worker:
     def __init__(self, pool: WorkerPool, index: int, gpu: int | None):
         self.pool, self.index, self.gpu = pool, index, gpu
         self.proc: subprocess.Popen | None = None
+        self.keeper: KeeperProcess | None = None  # the answers' process, started and stopped with the worker
         self.events: queue.Queue = queue.Queue()
         self.jobs_done = 0
         self.future: Future | None = None  # the request being served, for WorkerPool.cancel
@@ -135,10 +137,20 @@ class _Worker:
         workdir = self.pool.root / f"worker{self.index}"
         workdir.mkdir(parents=True, exist_ok=True)
         env = {**worker_env(self.pool.device, self.gpu, workdir, cfg.hidden_env), **cfg.extra_env}
+        memory = int(cfg.memory_limit_gb * 2**30) if cfg.memory_limit_gb and self.pool.device == "cpu" else None
+        # Outside the worker's sandbox and PID namespace; the pool's directory is hidden from the worker
+        try:
+            self.keeper = KeeperProcess(self.pool.device, self.gpu, self.pool.root / f"keeper{self.index}",
+                                        self.log_path, cfg.hidden_env, cfg.extra_env, memory,
+                                        int(cfg.file_limit_gb * 2**30), cfg.start_timeout_s)
+        except KeeperStartError as e:  # same environment as the worker: the same failure, said the same way
+            raise RuntimeError(f"verifier worker failed to start ({e}, in its answer keeper): "
+                               f"{self.log_tail(0) or 'no output'}") from None
+        keeper_fd = self.keeper.worker_end.fileno()
         read_fd, write_fd = os.pipe()
         env["KS_RESPONSE_FD"] = str(write_fd)
+        env["KS_KEEPER_FD"] = str(keeper_fd)
         env["KS_COMPILE_TIMEOUT"] = str(cfg.compile_timeout_s)
-        memory = int(cfg.memory_limit_gb * 2**30) if cfg.memory_limit_gb and self.pool.device == "cpu" else None
         sandboxed = self.pool.sandbox_problem is None
         env[SANDBOX_VARIABLE] = BUBBLEWRAP if sandboxed else f"none: {self.pool.sandbox_problem}"
         argv = [sys.executable, "-m", "kernelsearch.verify.worker"]
@@ -147,7 +159,7 @@ class _Worker:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=log, stderr=log,
-            env=env, cwd=workdir, pass_fds=(write_fd,), start_new_session=True,
+            env=env, cwd=workdir, pass_fds=(write_fd, keeper_fd), start_new_session=True,
             preexec_fn=limit_process(memory, int(cfg.file_limit_gb * 2**30), network=not sandboxed))
         os.close(write_fd)
         log.close()
@@ -156,7 +168,7 @@ class _Worker:
             self.stop()
             raise PoolStopped("the verifier pool was stopped")
         self.events = queue.Queue()
-        threading.Thread(target=self.read_events, args=(os.fdopen(read_fd), self.events), daemon=True).start()
+        threading.Thread(target=read_events, args=(os.fdopen(read_fd), self.events), daemon=True).start()
         self.jobs_done = 0
         ready = self.next_event(time.monotonic() + cfg.start_timeout_s)
         if not isinstance(ready, dict) or ready.get("event") != "ready":
@@ -169,16 +181,9 @@ class _Worker:
         info["pid"] = self.proc.pid  # as the machine sees it: inside bubblewrap's PID namespace the worker is pid 2
         info.setdefault("os_sandbox", env[SANDBOX_VARIABLE])  # a worker that does not say: what it was started in
         info["containment"] = containment(info["os_sandbox"], info.get("network_isolated"))
+        if not info.get("audit_hook"):
+            info["containment"] += "; no run-time audit hook (KS_AUDIT)"
         self.pool.info = info
-
-    @staticmethod
-    def read_events(stream, events: queue.Queue) -> None:
-        for line in stream:
-            try:
-                events.put(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        events.put(None)  # end of stream: the process is gone
 
     def next_event(self, deadline: float) -> dict | None | str:
         try:
@@ -187,6 +192,9 @@ class _Worker:
             return "timeout"
 
     def stop(self) -> None:
+        if self.keeper is not None:
+            self.keeper.stop()
+            self.keeper = None
         if self.proc is None:
             return
         # The whole group, even when the worker itself has already died: nvcc, ninja, compile workers and whatever
@@ -199,9 +207,11 @@ class _Worker:
 
     def kill(self) -> None:
         """From a signal handler: no wait, no state change (the worker's thread reaps the process)."""
-        proc = self.proc
+        proc, keeper = self.proc, self.keeper
         if proc is not None:
             _kill_group(proc.pid)
+        if keeper is not None:
+            keeper.kill()
 
     def log_tail(self, offset: int, limit: int = 3000) -> str:
         try:
@@ -241,13 +251,16 @@ class _Worker:
     def run(self, request: VerifyRequest) -> Verdict:
         cfg = self.pool.config
         if (self.proc is None or self.proc.poll() is not None or self.jobs_done >= cfg.recycle_after
+                or self.keeper is None or not self.keeper.alive()
                 or (request.fresh_worker and self.jobs_done > 0)):
             self.stop()
             self.start()
         job_id = uuid.uuid4().hex[:12]
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         began = time.monotonic()
-        self.proc.stdin.write((json.dumps({"id": job_id, **request.to_json()}) + "\n").encode())
+        job_line = (json.dumps({"id": job_id, **request.to_json()}) + "\n").encode()
+        self.keeper.begin(job_line)
+        self.proc.stdin.write(job_line)
         self.proc.stdin.flush()
         phase, limit = "static", cfg.compile_timeout_s
         deadline = began + limit
@@ -272,10 +285,16 @@ class _Worker:
                 if event.get("limit_s"):
                     limit = min(limit, float(event["limit_s"]))
                 deadline = time.monotonic() + limit
-            elif event.get("event") == "verdict":
+            elif event.get("event") == "verdict" and event.get("id") == job_id:
                 self.jobs_done += 1
                 verdict = Verdict.from_json(event["verdict"])
                 verdict.containment = self.pool.info.get("containment", "")
+                record = self.keeper.record(job_id)
+                verdict.reference_calls = record.reference_calls if record else 0
+                forged = unbacked(verdict, request, record)
+                if forged:  # the worker's process said `correct`; the keeper, which holds the answers, did not
+                    verdict.status, verdict.message = "rejected", f"verdict not backed by the comparisons: {forged}"
+                    event["healthy"] = False
                 if verdict.status in ("runtime_error", "compile_error"):
                     verdict.log_tail = self.log_tail(offset, 1500)
                 if not event.get("healthy", True):

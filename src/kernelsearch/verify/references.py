@@ -1,4 +1,4 @@
-"""Reference answers kept between the jobs of one worker, so that a search pays for its reference once."""
+"""Reference answers kept between the jobs of one answer keeper, so that a search pays for its reference once."""
 from __future__ import annotations
 
 import os
@@ -34,6 +34,7 @@ class ReferenceBehaviour:
     aliases: bool
     mutates: bool
     broadcasts: bool
+    seconds: float = 0.0  # its slowest call so far: the candidate's first call's time limit follows from it
 
 
 class ReferenceCache:

@@ -17,8 +17,9 @@ MAX_ROUNDS = 400
 BUDGET_S = 1.5  # rounds continue until this much wall time has passed (and MIN_ROUNDS are done)
 BOOTSTRAP_SAMPLES = 400
 
-# Dense peak rates (FLOP/s by math dtype) and memory bandwidth (B/s), from the vendors' datasheets. Used only
-# to flag a time below the physical floor, so the rates are the highest the chip can do (tensor cores).
+# Dense peak rates (FLOP/s by math dtype) and memory bandwidth (B/s), from the vendors' datasheets. Used to flag
+# a time below the physical floor and for the search's roofline fractions (search/feedback.py), so the rates are
+# the highest the chip can do (tensor cores; fp32's is TF32's, which 3xTF32 reaches a third of).
 PEAKS = {
     "H100": {"fp32": 494e12, "fp16": 989e12, "bf16": 989e12, "bandwidth": 3.35e12},
     "H200": {"fp32": 494e12, "fp16": 989e12, "bf16": 989e12, "bandwidth": 4.8e12},
@@ -101,7 +102,12 @@ def work_of_call(model, inputs: list) -> tuple[float, int]:
 def roofline_floor_ms(flops: float, bytes_moved: float, dtype: str, device_name: str) -> float | None:
     """The least time the work can take on this device (max of compute and memory time), or None if the
     device is not in PEAKS."""
-    peaks = next((p for name, p in PEAKS.items() if name in device_name), None)
+    peaks = peaks_of(device_name)
     if peaks is None:
         return None
     return 1e3 * max(flops / peaks[dtype], bytes_moved / peaks["bandwidth"])
+
+
+def peaks_of(device_name: str) -> dict | None:
+    """The device's row of PEAKS (by a name such as "NVIDIA H100 80GB HBM3"), or None."""
+    return next((p for name, p in PEAKS.items() if name in device_name), None)

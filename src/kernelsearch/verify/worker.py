@@ -7,25 +7,34 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 import traceback
 from pathlib import Path
 
 
+# On GPU workers off until it has been run on a GPU (Triton's ptxas and launcher builds, CUDA's files).
+AUDIT_BY_DEFAULT = {"cpu": "on", "cuda": "off"}
+
+
 def main() -> None:
     protocol = os.fdopen(int(os.environ["KS_RESPONSE_FD"]), "w", buffering=1)
     os.dup2(2, 1)  # anything printed from here on lands in the worker log
     worker = Worker(device=os.environ.get("KS_DEVICE", "cpu"), protocol=protocol)
+    from .keeper_link import KeeperLink
+    # the answer keeper's socket, made an object before the audit hook refuses sockets
+    worker.keeper = KeeperLink(socket.socket(fileno=int(os.environ["KS_KEEPER_FD"])), worker.device)
     from .sandbox import network_isolated, os_sandbox
     where = os_sandbox()  # before the audit hook, which refuses the /proc/1/comm read this needs
     # The run-time wall (audit.py): installed before the first request, never removed; refusals also go to the
-    # pool as {"event": "refused"} lines on the protocol descriptor. On GPU workers only with KS_AUDIT=on until
-    # it has been run on a GPU (Triton's ptxas and launcher builds, CUDA's files: untested there).
-    if worker.device == "cpu" or os.environ.get("KS_AUDIT") == "on":
+    # pool as {"event": "refused"} lines on the protocol descriptor. KS_AUDIT=on|off overrides the default.
+    audit = os.environ.get("KS_AUDIT") or AUDIT_BY_DEFAULT[worker.device]
+    if audit == "on":
         from .audit import install, worker_policy
         worker.refusals = install(worker_policy(Path.cwd(), worker.device, report_fd=protocol.fileno()))
-    worker.send(event="ready", network_isolated=network_isolated(), os_sandbox=where, **worker.info)
+    worker.send(event="ready", network_isolated=network_isolated(), os_sandbox=where, audit_hook=audit == "on",
+                **worker.info)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -47,7 +56,6 @@ class Worker:
         from . import (calls, chunks, correctness, errors, extra_checks, gpu_kernels, job, measure, memory, mismatch,
                        timing, tolerance)
         from .measure import CompiledBaselines
-        from .references import ReferenceCache
         from .runtime_guards import Integrity, LaunchCounter
 
         self.torch, self.protocol, self.device = torch, protocol, device
@@ -60,11 +68,11 @@ class Worker:
         self.counter.install()
         self.integrity = Integrity(extra_modules=[calls, chunks, correctness, errors, extra_checks, gpu_kernels, job,
                                                   measure, memory, mismatch, timing, tolerance])
-        self.references = ReferenceCache()  # answers kept for the later candidates of the same problem
         self.compiled = CompiledBaselines()  # torch.compile'd references, compiled once per problem
         self.info = self.describe()
         self.jobs = 0
         self.refusals = lambda: []  # the audit hook's record, once main() has installed it
+        self.keeper = None  # keeper_link.KeeperLink, set by main()
 
     def describe(self) -> dict:
         import triton
@@ -103,7 +111,6 @@ class Worker:
             else:
                 verdict.status, verdict.message = "runtime_error", f"verifier error: {type(e).__name__}: {e}"
         verdict.phase = job.phase
-        verdict.reference_calls = job.reference_calls
         verdict.elapsed_s = round(time.perf_counter() - began, 3)
         try:  # after a sticky CUDA error every device call raises: then the process is done for
             violations = self.integrity.violations()
@@ -111,7 +118,9 @@ class Worker:
         except Exception:
             traceback.print_exc()
             violations, job.calls.broke_context = [], True
+        self.keeper.done(job_id)
         shutil.rmtree(workdir, ignore_errors=True)  # the next job starts with none of this one's files
+        clear_worker_dir()
         refused = self.refusals()  # run-time wall: whatever the status, a refusal rejects (and ends the worker)
         if refused:
             verdict.status, verdict.message = "rejected", "refused at run time: " + "; ".join(refused[:3])
@@ -135,6 +144,22 @@ class Worker:
             return True
         except Exception:
             return False
+
+
+# What a worker's directory (its TMPDIR and HOME) keeps from one job to the next: the build caches (a Triton,
+# load_inline or torch.compile build takes seconds to minutes). Everything else a candidate wrote there goes.
+KEPT_BETWEEN_JOBS = ("triton_cache", "torch_extensions", "torchinductor_", ".nv", ".cache", ".triton")
+
+
+def clear_worker_dir() -> None:
+    import shutil
+    for entry in Path.cwd().iterdir():
+        if entry.name.startswith(KEPT_BETWEEN_JOBS):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

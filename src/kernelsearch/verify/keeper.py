@@ -1,0 +1,275 @@
+"""The answer keeper: a process beside each worker that computes the reference's answers and compares the
+candidate's outputs with them, so that no answer ever exists in the process where the candidate runs.
+
+It takes each job's request from the pool (stdin: the line the worker gets, so the worker cannot change the problem,
+the seeds or the tolerance), serves the worker over a socket (keeper_link.py: JSON and raw tensor bytes), and
+reports each comparison to the pool on KS_RESPONSE_FD; the pool holds the worker's verdict against them. The keeper
+never runs candidate code. Answers stay in host memory, here only; comparisons run on the CPU."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+from .keeper_link import LinkClosed, compared_seeds, recv_message, recv_tensor, send_message
+
+
+def main() -> None:
+    protocol = os.fdopen(int(os.environ["KS_RESPONSE_FD"]), "w", buffering=1)
+    os.dup2(2, 1)  # the problem's prints go to the log, never into the protocol
+    keeper = Keeper(os.environ.get("KS_DEVICE", "cpu"), protocol, socket.socket(fileno=int(os.environ["KS_KEEPER_FD"])))
+    keeper.send(event="ready")
+    for line in sys.stdin:
+        if line.strip():
+            request = json.loads(line)
+            job_id = request.pop("id")
+            try:
+                keeper.serve(job_id, request)
+            except LinkClosed:
+                return  # the worker is gone: the pool starts both again
+
+
+class Keeper:
+    def __init__(self, device: str, protocol, sock: socket.socket):
+        import torch
+
+        from .references import ReferenceCache
+
+        self.torch, self.device, self.protocol, self.sock = torch, device, protocol, sock
+        torch.backends.cuda.matmul.allow_tf32 = False  # the reference is the standard: true fp32
+        torch.backends.cudnn.allow_tf32 = False
+        if device == "cuda":
+            torch.cuda.init()
+        self.references = ReferenceCache()  # answers kept for the later candidates of the same problem
+
+    def send(self, **event) -> None:
+        self.protocol.write(json.dumps(event, default=str) + "\n")
+
+    def serve(self, job_id: str, request: dict) -> None:
+        """Answer the worker's messages about this job until it says the job is done."""
+        from .errors import Outcome
+        from .verdict import VerifyRequest
+
+        job = KeeperJob(self, VerifyRequest(**request), job_id)
+        try:
+            while True:
+                message = recv_message(self.sock)
+                if message.get("op") == "done":
+                    send_message(self.sock)
+                    return
+                try:
+                    if message.get("job") != job_id:
+                        raise Outcome("rejected", "the answer keeper was asked about another job")
+                    job.handle(message)
+                except Outcome as o:
+                    send_message(self.sock, status=o.status, message=o.message)
+                except LinkClosed:
+                    raise
+                except Exception as e:  # a verifier bug: the worker's verdict says so
+                    traceback.print_exc()
+                    send_message(self.sock, status="runtime_error",
+                                 message=f"verifier error in the answer keeper: {type(e).__name__}: {e}")
+        finally:
+            job.cleanup()
+            self.send(event="job_done", id=job_id, reference_calls=job.reference_calls)
+
+
+class KeeperJob:
+    """One job's reference: built on its first request, its answers computed on demand and held in host memory."""
+
+    def __init__(self, keeper: Keeper, req, job_id: str):
+        from .job import DTYPES
+
+        self.k, self.req, self.id = keeper, req, job_id
+        self.torch = keeper.torch
+        self.dtype = getattr(self.torch, DTYPES[req.dtype])
+        self.tolerance = req.resolved_tolerance()
+        self.workdir = Path.cwd() / f"job_{job_id}"
+        self.allowed = compared_seeds(req)  # each asked about once; a failed comparison ends the asking
+        self.compared: set[tuple[int, str]] = set()
+        self.failed = False
+        self.held: dict[tuple[int, str], list] = {}  # answers made ready for a comparison still to come
+        self.models: dict[str, tuple] = {}  # "problem" | "variant" -> (module, reference model, Calls)
+        self.degenerate: str | None = None
+        self.reference_s, self.reference_calls = 0.0, 0
+
+    def handle(self, message: dict) -> None:
+        from .errors import Outcome
+
+        op = message.get("op")
+        if op == "prepare":
+            return send_message(self.k.sock, **self.prepare())
+        seed, kind = message.get("seed"), message.get("kind")
+        if (seed, kind) not in self.allowed or (seed, kind) in self.compared or self.failed:
+            raise Outcome("rejected", f"the answer keeper refused to compare seed {seed} ({kind}) again or out of "
+                                      "turn (only the job's own trials, each once)")
+        if op == "ready":
+            self.held[(seed, kind)] = self.answers(seed, kind)
+            return send_message(self.k.sock)
+        if op == "compare":
+            return self.compare(seed, kind, message.get("outputs") or [])
+        raise Outcome("rejected", f"the answer keeper does not know the request {op!r}")
+
+    # ---- the reference ------------------------------------------------------------------------------------
+    def prepare(self) -> dict:
+        """The first trials' answers (the first call measures the footprint), and what the worker needs to know
+        of them: footprint, what the reference does to its inputs, its time, whether it is degenerate."""
+        from .correctness import degenerate_reason
+
+        refs = []
+        for t in range(min(2, self.req.trials)):
+            self.held[(self.req.seed + t, "trial")] = self.answers(self.req.seed + t, "trial")
+            refs.append(self.held[(self.req.seed + t, "trial")])
+        self.degenerate = degenerate_reason(refs, self.tolerance, device="cpu") if refs else None
+        known = self.k.references.behaviour[self.problem_key]
+        footprint = vars(known.footprint) if known.footprint else None
+        return {"footprint": footprint, "aliases": known.aliases, "mutates": known.mutates,
+                "broadcasts": known.broadcasts, "reference_s": max(self.reference_s, known.seconds),
+                "degenerate": self.degenerate}
+
+    @property
+    def problem_key(self) -> tuple:
+        return self.model("problem")[0].__ks_key__, self.req.dtype, self.k.device
+
+    def model(self, which: str) -> tuple:
+        """The problem (or its second shape) loaded and its reference built from the request's seed."""
+        if which not in self.models:
+            from .calls import Calls
+            from .job import build_model, import_source, load_problem
+            from .memory import Poison
+
+            source = self.req.problem_source if which == "problem" else self.req.variant_source
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            module = load_problem(lambda: import_source(source, f"ks_keeper_{which}_{self.id}",
+                                                        self.workdir / f"{which}.py"))
+            init = _problem_call(module.get_init_inputs, "get_init_inputs()")
+            reference = build_model(self.torch, module.Model, init, self.req.seed, self.k.device, self.dtype)
+            calls = Calls(self.torch, self.k.device, self.dtype, Poison(self.k.device), self.workdir)
+            self.models[which] = (module, reference, calls)
+        return self.models[which]
+
+    def answers(self, seed: int, kind: str) -> list:
+        """Host copies of the reference's outputs for (seed, kind): held for this job, cached, or computed now."""
+        from .memory import tensor_bytes
+        from .references import ReferenceBehaviour
+
+        if (seed, kind) in self.held:
+            return self.held.pop((seed, kind))
+        which = "variant" if kind == "variant" else "problem"
+        module, reference, calls = self.model(which)
+        key = (module.__ks_key__, self.req.dtype, self.k.device, seed, kind)
+        problem_key = key[:3]
+        known = self.k.references.behaviour.get(problem_key)
+        cached = self.k.references.get(key)
+        if cached is not None and known is not None:
+            return cached
+        pristine = calls.inputs(module, seed)
+        if known is None:
+            answers, seconds, footprint = self.measure(calls, reference, pristine)
+        else:
+            answers, seconds = calls.reference(reference, pristine)
+            footprint = known.footprint if known else None
+        del pristine
+        self.reference_s = max(self.reference_s, seconds)
+        self.reference_calls += 1
+        seen = ReferenceBehaviour(footprint, *calls.reference_behaviour(), seconds=max(seconds, known.seconds if known
+                                                                                      else 0.0))
+        self.k.references.behaviour[problem_key] = seen
+        host = [a.detach().to("cpu", copy=True) for a in answers]
+        del answers
+        if self.k.device == "cuda":
+            self.torch.cuda.empty_cache()  # the worker's side needs the room
+        if self.k.references.worth_keeping(tensor_bytes(host), seconds, on_gpu=False):
+            self.k.references.put(key, host)
+        return host
+
+    def measure(self, calls, reference, pristine):
+        """The reference's first call, measuring its footprint for the worker's memory plan (intermediates only
+        on a GPU, where the allocator counts them)."""
+        from .errors import Outcome
+        from .memory import Footprint, tensor_bytes
+
+        torch, on_gpu = self.torch, self.k.device == "cuda"
+        params = tensor_bytes([*reference.parameters(), *reference.buffers()])
+        held = torch.cuda.memory_allocated() if on_gpu else 0
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            answers, seconds = calls.reference(reference, pristine)
+        except Outcome as o:
+            if "out of memory" not in o.message.lower():
+                raise
+            footprint = Footprint(tensor_bytes(pristine), 0, params, 0)
+            free = torch.cuda.mem_get_info()[0] if on_gpu else 0
+            raise Outcome("problem_error", f"the reference alone ran out of device memory ({footprint.describe()}, "
+                                           f"{free / 2**30:.1f} GiB free): {o.message.splitlines()[0][:200]}") from None
+        outputs, inputs = tensor_bytes(answers), tensor_bytes(pristine)
+        # the call cloned the inputs: the peak above what was held counts the copy, the outputs and the rest
+        scratch = max(0, torch.cuda.max_memory_allocated() - held - inputs - outputs) if on_gpu else 0
+        return answers, seconds, Footprint(inputs, outputs, params, scratch)
+
+    # ---- the comparison -----------------------------------------------------------------------------------
+    def compare(self, seed: int, kind: str, specs: list) -> None:
+        from .correctness import compare
+
+        refs = self.answers(seed, kind)
+        self.compared.add((seed, kind))
+        problem = _fits(specs, refs, self.k.device)
+        if problem:
+            result = {"ok": False, "max_abs_err": 0.0, "max_rel_err": 0.0, "rel_l2": 0.0, "message": problem,
+                      "mismatch": None}
+            send_message(self.k.sock, send=False, result=self.record(seed, kind, result))
+            return
+        send_message(self.k.sock, send=True)
+        outs = [recv_tensor(self.k.sock, spec) for spec in specs]
+        result = compare(outs, refs, self.tolerance, degenerate=bool(self.degenerate), device="cpu")
+        del outs
+        send_message(self.k.sock, result=self.record(seed, kind, result))
+
+    def record(self, seed: int, kind: str, result: dict) -> dict:
+        """Tell the pool first, then the worker: the pool's record is what the verdict is held against."""
+        self.failed |= not result["ok"]
+        self.k.send(event="compared", id=self.id, seed=seed, kind=kind, ok=bool(result["ok"]),
+                    max_abs_err=result["max_abs_err"])
+        return result
+
+    def cleanup(self) -> None:
+        import shutil
+
+        for name in [m[0].__name__ for m in self.models.values()]:
+            sys.modules.pop(name, None)
+        self.models.clear()
+        self.held.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.k.device == "cuda":
+            self.torch.cuda.empty_cache()
+
+
+def _problem_call(fn, what: str):
+    from .errors import Outcome, describe
+    try:
+        return fn()
+    except Exception as e:
+        raise Outcome("problem_error", f"{what} failed: {describe(e)}") from None
+
+
+def _fits(specs: list, refs: list, device: str) -> str:
+    """Why the announced outputs cannot match the answers (count, shape, dtype, device), or ''."""
+    if len(specs) != len(refs):
+        return f"returned {len(specs)} outputs, reference returns {len(refs)}"
+    for i, (spec, ref) in enumerate(zip(specs, refs)):
+        name = f"output {i}" if len(refs) > 1 else "output"
+        if list(spec.get("shape", [])) != list(ref.shape):
+            return f"{name} has shape {tuple(spec.get('shape', []))}, reference {tuple(ref.shape)}"
+        if spec.get("dtype") != str(ref.dtype).removeprefix("torch."):
+            return f"{name} has dtype torch.{spec.get('dtype')}, reference {ref.dtype}"
+        if spec.get("device") != device:
+            return f"{name} is on {spec.get('device')}, expected {device}"
+    return ""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The socket between a worker and its answer keeper: JSON messages and raw tensor bytes, never pickle (the
+keeper must not run anything the candidate's process sends it), and the worker's side of the conversation."""
+from __future__ import annotations
+
+import json
+import socket
+import struct
+from dataclasses import dataclass
+
+from .errors import Outcome
+from .memory import Footprint
+
+HEADER = struct.Struct("!I")  # each message: its length, then that many bytes of JSON
+MAX_MESSAGE_BYTES = 1 << 20  # a header names shapes and dtypes; a bigger one is a broken or hostile peer
+# The seeds of a job's inputs, for both sides: trial t's are seed + t, the others far from any trial's.
+VARIANT_SEED, TIMING_SEED, FRESH_SEED = 100, 1000, 2000
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool",
+          "complex64", "complex128")
+
+
+def compared_seeds(req) -> set[tuple[int, str]]:
+    """Every (seed, kind) whose answers a job's request lets the worker ask the keeper about, each at most once."""
+    wanted = {(req.seed + t, "trial") for t in range(req.trials)}
+    if req.variant_source:
+        wanted.add((req.seed + VARIANT_SEED, "variant"))
+    if req.timing:
+        wanted.add((req.seed + FRESH_SEED, "fresh"))
+    return wanted
+
+
+class LinkClosed(RuntimeError):
+    """The other side went away (the keeper died, or the worker did)."""
+
+
+def send_message(sock: socket.socket, **message) -> None:
+    data = json.dumps(message, default=str).encode()
+    sock.sendall(HEADER.pack(len(data)) + data)
+
+
+def recv_message(sock: socket.socket) -> dict:
+    (size,) = HEADER.unpack(recv_exact(sock, HEADER.size))
+    if size > MAX_MESSAGE_BYTES:
+        raise LinkClosed(f"a message of {size} bytes (at most {MAX_MESSAGE_BYTES})")
+    message = json.loads(recv_exact(sock, size))
+    if not isinstance(message, dict):
+        raise LinkClosed("a message that is not a JSON object")
+    return message
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buffer = bytearray(n)
+    view, got = memoryview(buffer), 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise LinkClosed("the other side closed the link")
+        got += k
+    return bytes(buffer)
+
+
+def describe_tensors(tensors) -> list[dict]:
+    return [{"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), "device": t.device.type}
+            for t in tensors]
+
+
+def send_tensor(sock: socket.socket, t) -> None:
+    """A tensor's values in row-major order, a chunk at a time (a chunk's host copy is the only extra memory)."""
+    from .chunks import CHUNK_ELEMENTS
+
+    flat = t.detach().reshape(-1)
+    for start in range(0, flat.numel(), CHUNK_ELEMENTS):
+        chunk = flat[start:start + CHUNK_ELEMENTS].contiguous().cpu()
+        sock.sendall(memoryview(chunk.view(-1).view(_torch().uint8).numpy()))
+
+
+def recv_tensor(sock: socket.socket, spec: dict):
+    """A host tensor of `spec`'s dtype and shape, filled from the socket."""
+    torch = _torch()
+    if spec.get("dtype") not in DTYPES:
+        raise LinkClosed(f"dtype {spec.get('dtype')!r} is not one a tensor is sent in")
+    t = torch.empty([int(n) for n in spec["shape"]], dtype=getattr(torch, spec["dtype"]))
+    if t.numel():
+        raw = t.view(-1).view(torch.uint8).numpy()
+        view, got = memoryview(raw), 0
+        while got < raw.nbytes:
+            k = sock.recv_into(view[got:], raw.nbytes - got)
+            if k == 0:
+                raise LinkClosed("the other side closed the link in the middle of a tensor")
+            got += k
+    return t
+
+
+def _torch():  # imported where tensors are sent: the pool reads the seeds here and never loads torch (~300 MiB)
+    import torch
+    return torch
+
+
+@dataclass
+class Prepared:
+    """What the keeper's first reference calls of a job saw: for the worker's memory plan, its checks on what the
+    candidate does to its inputs, the first call's time limit and the degenerate-reference warning."""
+    footprint: Footprint | None
+    aliases: bool
+    mutates: bool
+    broadcasts: bool
+    reference_s: float
+    degenerate: str | None
+
+
+class KeeperLink:
+    """The worker's end: ask for answers to be ready, send outputs to be compared. The keeper knows the job from
+    the pool, not from here: this side can only ask about the seeds the job's request names."""
+
+    def __init__(self, sock: socket.socket, device: str):
+        self.sock, self.device = sock, device
+
+    def ask(self, **message) -> dict:
+        try:
+            send_message(self.sock, **message)
+            reply = recv_message(self.sock)
+        except (OSError, LinkClosed) as e:
+            raise Outcome("runtime_error", f"verifier error: the answer keeper is gone ({e})") from None
+        if reply.get("status"):  # the reference failed, or the keeper refused the request
+            raise Outcome(reply["status"], reply.get("message", "the answer keeper refused the request"))
+        return reply
+
+    def prepare(self, job_id: str) -> Prepared:
+        reply = self.ask(op="prepare", job=job_id)
+        footprint = Footprint(**reply["footprint"]) if reply.get("footprint") else None
+        return Prepared(footprint, bool(reply["aliases"]), bool(reply["mutates"]), bool(reply["broadcasts"]),
+                        float(reply["reference_s"]), reply.get("degenerate"))
+
+    def ready(self, job_id: str, seed: int, kind: str) -> None:
+        """Have the answers for (seed, kind) computed now (before the candidate runs), or raise the reference's
+        failure as an Outcome."""
+        self.ask(op="ready", job=job_id, seed=seed, kind=kind)
+
+    def compare(self, job_id: str, seed: int, kind: str, outs: list) -> dict:
+        """The comparison's result (correctness.compare's dict), made by the keeper against its answers."""
+        try:
+            send_message(self.sock, op="compare", job=job_id, seed=seed, kind=kind, outputs=describe_tensors(outs))
+            reply = recv_message(self.sock)
+            if reply.get("send"):
+                for t in outs:
+                    send_tensor(self.sock, t)
+                reply = recv_message(self.sock)
+        except (OSError, LinkClosed) as e:
+            raise Outcome("runtime_error", f"verifier error: the answer keeper is gone ({e})") from None
+        if reply.get("status"):
+            raise Outcome(reply["status"], reply.get("message", "the answer keeper refused the comparison"))
+        return reply["result"]
+
+    def done(self, job_id: str) -> None:
+        try:
+            send_message(self.sock, op="done", job=job_id)
+            recv_message(self.sock)
+        except (OSError, LinkClosed):
+            pass

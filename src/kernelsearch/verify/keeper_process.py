@@ -1,0 +1,138 @@
+"""The pool's side of a worker's answer keeper: start it beside the worker, hand it each job, collect what it
+compared, and hold the worker's verdict against that record (a `correct` the keeper did not see is rejected)."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .keeper_link import FRESH_SEED, VARIANT_SEED
+from .sandbox import limit_process, worker_env
+
+JOB_DONE_WAIT_S = 30.0  # the keeper says a job is done as the worker's last message reaches it: normally at once
+
+
+class KeeperStartError(RuntimeError):
+    """The keeper did not say it was ready: why, in the words the pool uses for a worker that does not start."""
+
+
+@dataclass
+class JobRecord:
+    """What the keeper did for one job: its comparisons (`compared` events) and how often it ran the reference."""
+    compared: list[dict]
+    reference_calls: int
+
+
+class KeeperProcess:
+    """One keeper process. `worker_end` is the socket end the worker must be started with (KS_KEEPER_FD)."""
+
+    def __init__(self, device: str, gpu: int | None, workdir: Path, log_path: Path, hidden_env: tuple[str, ...],
+                 extra_env: dict[str, str], memory_bytes: int | None, file_bytes: int, start_timeout_s: float):
+        workdir.mkdir(parents=True, exist_ok=True)
+        ours, self.worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.worker_end.set_inheritable(True)
+        ours.set_inheritable(True)
+        read_fd, write_fd = os.pipe()
+        env = {**worker_env(device, gpu, workdir, hidden_env), **extra_env,
+               "KS_RESPONSE_FD": str(write_fd), "KS_KEEPER_FD": str(ours.fileno())}
+        env.pop("TRITON_INTERPRET", None)  # the keeper runs the reference, never a Triton kernel
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kernelsearch.verify.keeper"], stdin=subprocess.PIPE, stdout=log, stderr=log,
+                env=env, cwd=workdir, pass_fds=(write_fd, ours.fileno()), start_new_session=True,
+                preexec_fn=limit_process(memory_bytes, file_bytes))
+        os.close(write_fd)
+        ours.close()
+        self.events: queue.Queue = queue.Queue()
+        threading.Thread(target=read_events, args=(os.fdopen(read_fd), self.events), daemon=True).start()
+        ready = self.next_event(time.monotonic() + start_timeout_s)
+        if not isinstance(ready, dict) or ready.get("event") != "ready":
+            self.stop()
+            raise KeeperStartError(f"not ready after {start_timeout_s:g}s" if ready == "timeout" else "it exited"
+                                   if ready is None else f"it answered {ready!r}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def begin(self, job_line: bytes) -> None:
+        """The job as the pool sends it to the worker: the keeper takes problem, seeds and tolerance from here."""
+        while not self.events.empty():  # anything left from a job the worker never finished
+            self.events.get_nowait()
+        self.proc.stdin.write(job_line)
+        self.proc.stdin.flush()
+
+    def record(self, job_id: str) -> JobRecord | None:
+        """The keeper's record of a job, once it has said the job is done; None if it never did."""
+        compared, deadline = [], time.monotonic() + JOB_DONE_WAIT_S
+        while True:
+            event = self.next_event(deadline)
+            if not isinstance(event, dict):
+                return None
+            if event.get("id") != job_id:
+                continue
+            if event.get("event") == "compared":
+                compared.append(event)
+            elif event.get("event") == "job_done":
+                return JobRecord(compared, int(event.get("reference_calls", 0)))
+
+    def next_event(self, deadline: float):
+        try:
+            return self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return "timeout"
+
+    def kill(self) -> None:
+        proc = self.proc
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop(self) -> None:
+        self.kill()
+        self.worker_end.close()
+        if self.proc is not None:
+            self.proc.wait()
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            self.proc = None
+
+
+def read_events(stream, events: queue.Queue) -> None:
+    """A process's JSON event lines (the worker's and the keeper's protocol descriptor) into a queue; None at the
+    end of the stream: the process is gone."""
+    for line in stream:
+        try:
+            events.put(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    events.put(None)
+
+
+def unbacked(verdict, request, record: JobRecord | None) -> str | None:
+    """Why a `correct` verdict is not what the keeper saw (a forged or tampered verdict), or None when it is."""
+    if verdict.status != "correct":
+        return None
+    if record is None:
+        return "the answer keeper never finished the job"
+    compared = record.compared
+    failed = [c for c in compared if not c.get("ok")]
+    if failed:
+        return f"the answer keeper saw seed {failed[0]['seed']} ({failed[0]['kind']}) fail"
+    ok = {(c["seed"], c["kind"]) for c in compared}
+    missing = [f"trial {t}" for t in range(request.trials) if (request.seed + t, "trial") not in ok]
+    if verdict.checks.get("second_shape", {}).get("ok") and (request.seed + VARIANT_SEED, "variant") not in ok:
+        missing.append("the second shape")
+    if verdict.timing and (request.seed + FRESH_SEED, "fresh") not in ok:
+        missing.append("the fresh inputs after timing")
+    if missing:
+        return f"the answer keeper never compared {', '.join(missing)}"
+    return None
