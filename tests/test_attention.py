@@ -7,11 +7,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from kernelsearch.attention.generate import generate
 from kernelsearch.attention.spec import SpecError, load_spec
 from kernelsearch.attention.trace import TraceError
-from kernelsearch.attention.workflow import run_attention
+from kernelsearch.attention.workflow import load_kernel_module, run_attention
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "attention"
 NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py"))
@@ -56,8 +57,8 @@ def test_captured_tensors_become_kernel_arguments():
     kernel = generate(load_spec(EXAMPLES / "alibi_causal.py"))
     assert [c.name for c in kernel.captures] == ["alibi_slopes"]
     assert "alibi_slopes_ptr, alibi_slopes_size0, alibi_slopes_stride0," in kernel.source
-    assert "def attention(q, k, v, sm_scale=None, return_lse=False, config=None, block_index=None, *, " \
-           "alibi_slopes)" in kernel.source
+    assert "def attention(q, k, v, sm_scale=None, return_lse=False, config=None, block_index=None, " \
+           "backward_config=None,\n              backward_index=None, *, alibi_slopes):" in kernel.source
 
 
 @pytest.mark.parametrize("body, words", [
@@ -94,10 +95,21 @@ import kernel
 torch.manual_seed(0)
 # strictly causal, 128 tokens, 32x32 blocks: query block i keeps i full blocks and its diagonal block in part
 index = kernel.build_block_index(1, 2, 128, 128, 32, 32, "cpu", {})
-full_num, full_idx, part_num, part_idx, mb, mh, full_range = index
+full_num, full_idx, part_num, part_idx, tail_kept, mb, mh, full_range = index
 assert full_num.flatten().tolist() == [0, 1, 2, 3] and part_num.flatten().tolist() == [1, 1, 1, 1]
 assert part_idx[0, 0, :, 0].tolist() == [0, 1, 2, 3] and full_idx[0, 0, 3, :3].tolist() == [0, 1, 2]
 assert (mb, mh) == (1, 1) and full_range  # each row's full blocks are one run: the kernel loops over a range
+assert tail_kept.flatten().tolist() == [0, 0, 0, 0]  # 128 = 4 x 32: no ragged block
+# 100 tokens, 32-blocks: kv block 3 (keys 96..99) is the ragged tail, in no list; flagged where the mask keeps
+# any of it. By kv block (the dK/dV kernel's view), the ragged query block 3 is the tail instead.
+full_num, full_idx, part_num, part_idx, tail_kept, mb, mh, full_range = kernel.build_block_index(
+    1, 2, 100, 100, 32, 32, "cpu", {})
+assert full_num.flatten().tolist() == [0, 1, 2, 3] and part_num.flatten().tolist() == [1, 1, 1, 0]
+assert tail_kept.flatten().tolist() == [0, 0, 0, 1] and full_idx.shape[-1] == 4
+full_num, full_idx, part_num, part_idx, tail_kept, mb, mh, full_range = kernel.build_block_index(
+    1, 2, 100, 100, 32, 32, "cpu", {}, by_kv=True)
+assert full_num.flatten().tolist() == [2, 1, 0, 0] and part_num.flatten().tolist() == [1, 1, 1, 0]
+assert full_idx[0, 0, 0, :2].tolist() == [1, 2] and tail_kept.flatten().tolist() == [1, 1, 1, 1] and full_range
 # strictly causal: the first query sees no key at all -> zeros and an LSE of -inf, never NaN
 q, k, v = (torch.randn(1, 2, 50, 16) for _ in range(3))
 out, lse = kernel.attention(q, k, v, return_lse=True)
@@ -125,3 +137,34 @@ def test_cli_attention_usage_error_is_one_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "spec file not found" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_tuned_configs_are_baked_in_and_picked_per_shape(tmp_path):
+    forward = {"128-bfloat16-4096-4096": {"BLOCK_M": 128, "BLOCK_N": 128, "num_warps": 8, "num_stages": 3,
+                                          "tma": True},
+               "128-bfloat16-16384-16384": {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 8, "num_stages": 4,
+                                            "tma": False}}
+    backward = {"128-bfloat16-4096-4096": {"BLOCK_M1": 32, "BLOCK_N1": 128, "BLOCK_M2": 128, "BLOCK_N2": 32,
+                                           "num_warps": 4, "num_stages": 2}}
+    path = tmp_path / "tuned_kernel.py"
+    path.write_text(generate(load_spec(EXAMPLES / "causal.py"), forward, backward).source)
+    module = load_kernel_module(path)
+    gpu = torch.device("cuda")
+    assert module.pick_config(4096, 4096, 128, torch.bfloat16, gpu)["tma"] is True
+    assert module.pick_config(16384, 16384, 128, torch.bfloat16, gpu)["num_stages"] == 4
+    assert module.pick_config(12000, 12000, 128, torch.bfloat16, gpu)["num_stages"] == 4  # the nearest length
+    assert module.pick_config(4096, 4096, 64, torch.bfloat16, gpu) == module.DEFAULT_GPU_CONFIG  # no D=64 entry
+    assert module.pick_backward_config(8192, 8192, 128, torch.bfloat16, gpu)["BLOCK_N2"] == 32
+    assert module.pick_config(4096, 4096, 128, torch.bfloat16, torch.device("cpu")) == module.DEFAULT_CPU_CONFIG
+
+
+@pytest.mark.slow
+def test_gpu_bench_script_builds_checks_and_tables_on_the_cpu(tmp_path):
+    script = Path(__file__).parents[1] / "benchmarks" / "attention_bench.py"
+    done = subprocess.run([sys.executable, str(script), "--smoke", "--specs", "causal"], capture_output=True,
+                          text=True, env={**os.environ, "OUT": str(tmp_path)}, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = json.loads((tmp_path / "attention_bench.json").read_text())
+    assert [r["check"] for r in rows] == ["ok", "ok"]  # both TEST_SHAPES, output and gradients vs the reference
+    assert set(rows[0]["ours_error"]) == {"out", "dq", "dk", "dv"} and rows[0]["ours_fwdbwd_ms"][0] > 0
+    assert "| causal | B=1 H=2 Sq=100" in (tmp_path / "attention_bench.md").read_text()

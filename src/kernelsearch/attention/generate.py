@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import inspect
-import json
+import pprint
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from . import reference
+from . import captures as captures_module, reference
+from .captures import find_tensors
 from .spec import AttentionSpec, Shape
 from .trace import Capture, TraceError, TracedMod, trace_mod
 
-TEMPLATE = Path(__file__).with_name("kernel_template.py.txt")
+TEMPLATES = [Path(__file__).with_name("kernel_template.py.txt"), Path(__file__).with_name("kernel_backward.py.txt")]
 LOG2E = "1.44269504"
 
 
@@ -23,13 +24,13 @@ class GeneratedKernel:
     mask: TracedMod | None
 
 
-def generate(spec: AttentionSpec, configs: dict | None = None) -> GeneratedKernel:
+def generate(spec: AttentionSpec, configs: dict | None = None, backward_configs: dict | None = None) -> GeneratedKernel:
     """Trace the mods and fill the kernel template. Raises TraceError naming any op it cannot translate."""
     if spec.shapes or spec.test_shapes:
         spec.captures((spec.test_shapes or spec.shapes)[0])  # size-dependent captures must exist to trace
-    module_globals = vars(spec.module)
-    score = trace_mod(spec.score_mod, "score", module_globals) if spec.score_mod else None
-    mask = trace_mod(spec.mask_mod, "mask", module_globals) if spec.mask_mod else None
+    names = {id(found.tensor): found.name for found in find_tensors(spec.score_mod, spec.mask_mod)}
+    score = trace_mod(spec.score_mod, "score", names) if spec.score_mod else None
+    mask = trace_mod(spec.mask_mod, "mask", names) if spec.mask_mod else None
     captures: list[Capture] = []
     for traced in (score, mask):
         for capture in traced.captures if traced else []:
@@ -41,14 +42,17 @@ def generate(spec: AttentionSpec, configs: dict | None = None) -> GeneratedKerne
     launch = "".join(f"captures[{c.name!r}], " + "".join(f"captures[{c.name!r}].shape[{d}], "
                                                           f"captures[{c.name!r}].stride({d}), "
                                                           for d in range(c.tensor.ndim)) for c in captures)
-    source = Template(TEMPLATE.read_text()).substitute(
+    source = Template("".join(path.read_text() for path in TEMPLATES)).substitute(
         title=f"{spec.name}: {spec.doc}" if spec.doc else spec.name,
         spec_name=Path(spec.path).name,
         capture_names=repr(names),
         has_mask=mask is not None, mask_uses_b=bool(mask and "b" in mask.uses), mask_uses_h=bool(mask and "h" in mask.uses),
-        configs=json.dumps(configs or {}, indent=4, sort_keys=True),
+        configs=_literal(configs), backward_configs=_literal(backward_configs),
         capture_params=params, capture_args=params,
         score_code=_indent(_score_code(score), 4), mask_code=_indent(_mask_code(mask), 8),
+        score_grad_code=_indent(_score_grad_code(score), 4),
+        score_grad_dkdv=_grad_multiply(score, "dsT", "qkT", "offs_m[None, :], offs_n[:, None]", params),
+        score_grad_dq=_grad_multiply(score, "ds", "qk", "offs_m[:, None], offs_n[None, :]", params),
         capture_params_host="".join(f", {n}" for n in names),
         mask_host=_indent(_mask_host(mask), 4),
         capture_kwargs_doc="".join(f", {n}={n}" for n in names),
@@ -58,6 +62,11 @@ def generate(spec: AttentionSpec, configs: dict | None = None) -> GeneratedKerne
     )
     compile(source, "generated attention kernel", "exec")  # a template bug must never reach the user
     return GeneratedKernel(source=source, captures=captures, score=score, mask=mask)
+
+
+def _literal(table: dict | None) -> str:
+    """A config table as Python source (json would write the "tma" flags as false/true)."""
+    return pprint.pformat(table or {}, width=116, sort_dicts=True)
 
 
 def _score_code(score: TracedMod | None) -> list[str]:
@@ -71,9 +80,25 @@ def _score_code(score: TracedMod | None) -> list[str]:
 
 
 def _mask_code(mask: TracedMod | None) -> list[str]:
-    if mask is None:
-        return ['qk = tl.where(kv_idx < kv_len, qk, -float("inf"))']
-    return [*mask.triton, f'qk = tl.where(({mask.result}) & (kv_idx < kv_len), qk, -float("inf"))']
+    if mask is None:  # never evaluated: without a mask every block is full
+        return ["pass"]
+    return [*mask.triton, f'qk = tl.where({mask.result}, qk, -float("inf"))']
+
+
+def _score_grad_code(score: TracedMod | None) -> list[str]:
+    """The body of _score_grad: the mod again (the compiler shares what the forward part computed), then its
+    derivative."""
+    if score is None or score.grad_result == "1.0":
+        return ["return qk  # not called: the derivative is one"]
+    result = score.grad_result or "tl.zeros_like(qk)"
+    return ["score = qk * sm_scale", *score.triton, *score.grad, f"return {result} + tl.zeros_like(qk)"]
+
+
+def _grad_multiply(score: TracedMod | None, ds: str, qk: str, indices: str, params: str) -> str:
+    """The backward's line that carries the gradient through score_mod, or nothing when its derivative is one."""
+    if score is None or score.grad_result == "1.0":
+        return ""
+    return f"    {ds} = {ds} * _score_grad({qk}, b, h, {indices}, sm_scale,{params})"
 
 
 def _mask_host(mask: TracedMod | None) -> list[str]:
@@ -90,11 +115,13 @@ def problem_source(spec: AttentionSpec, shape: Shape, capture_names: list[str]) 
     """A KernelBench problem whose Model is the PyTorch reference for this spec at this shape. The spec's own
     source comes first, so the mods and their captured tensors are exactly the user's."""
     reference_source = inspect.getsource(reference)
+    captures_source = inspect.getsource(captures_module)
     kv_heads = shape.n_kv_heads
     return f'''{spec.source}
 
 # ---- KernelBench problem generated by kernelsearch: the PyTorch reference for this spec ----
 {reference_source}
+{captures_source}
 
 batch_size = {shape.batch}
 heads = {shape.heads}
@@ -110,6 +137,9 @@ if "make_captures" in globals():
     globals().update(make_captures(_ks_types.SimpleNamespace(
         batch={shape.batch}, heads={shape.heads}, kv_heads={shape.kv_heads!r}, q_len={shape.q_len},
         kv_len={shape.kv_len}, head_dim={shape.head_dim}, dtype={shape.dtype!r})))
+# The tensors the mods read (closure cells or globals), found by identity, in the kernel's argument order.
+_KS_FOUND = {{found.name: found for found in find_tensors(_KS_SCORE_MOD, _KS_MASK_MOD)}}
+_KS_FOUND = [_KS_FOUND[name] for name in _KS_CAPTURES]
 
 
 class Model(torch.nn.Module):
@@ -118,14 +148,10 @@ class Model(torch.nn.Module):
         self.captures = dict(zip(_KS_CAPTURES, captures))
 
     def forward(self, q, k, v):
-        # The mods read their captured tensors as globals: point those at the ones this model was built with,
-        # on the inputs' device, for this call only.
-        saved = {{name: globals()[name] for name in self.captures}}
-        globals().update({{name: t.to(q.device) for name, t in self.captures.items()}})
-        try:
+        # Where the mods hold their tensors, put the ones this model was built with, on the inputs' device, for
+        # this call only.
+        with bound(_KS_FOUND, {{name: t.to(q.device) for name, t in self.captures.items()}}):
             return reference_attention(q, k, v, _KS_SCORE_MOD, _KS_MASK_MOD)
-        finally:
-            globals().update(saved)
 
 
 def get_inputs():
@@ -134,7 +160,7 @@ def get_inputs():
 
 
 def get_init_inputs():
-    return [globals()[name] for name in _KS_CAPTURES]
+    return [found.tensor for found in _KS_FOUND]
 '''
 
 

@@ -32,6 +32,8 @@ class TracedMod:
     uses: set[str] = field(default_factory=set)  # which of score, b, h, q_idx, kv_idx the result depends on
     captures: list[Capture] = field(default_factory=list)
     additive_bias: str | None = None  # when score_mod is score + f(b, h, q, kv): the variable holding f
+    grad: list[str] = field(default_factory=list)  # Triton statements for d result / d score (score_mod only)
+    grad_result: str | None = None  # "1.0" when the derivative is one; None when the result ignores the score
 
 
 _BINARY = {
@@ -60,7 +62,8 @@ _FUNCTIONS = {getattr(torch, n): n for n in _UNARY if hasattr(torch, n)}
 _FUNCTIONS.update({abs: "abs", operator.neg: "neg", operator.abs: "abs", math.exp: "exp"})
 
 
-def trace_mod(fn, kind: str, module_globals: dict) -> TracedMod:
+def trace_mod(fn, kind: str, capture_names: dict[int, str]) -> TracedMod:
+    """`capture_names`: id(tensor) -> name, for every tensor the mods reach (captures.find_tensors)."""
     names = SCORE_ARGS if kind == "score" else MASK_ARGS
     try:
         graph_module = torch.fx.symbolic_trace(fn, concrete_args=None)
@@ -70,17 +73,18 @@ def trace_mod(fn, kind: str, module_globals: dict) -> TracedMod:
     placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(names):
         raise TraceError(f"{kind}_mod must take ({', '.join(names)}), it takes {len(placeholders)} arguments")
-    return _Renderer(kind, graph_module, dict(zip([p.name for p in placeholders], names)), module_globals).run()
+    return _Renderer(kind, graph_module, dict(zip([p.name for p in placeholders], names)), capture_names).run()
 
 
 class _Renderer:
-    def __init__(self, kind, graph_module, placeholder_names, module_globals):
-        self.kind, self.gm, self.globals = kind, graph_module, module_globals
+    def __init__(self, kind, graph_module, placeholder_names, capture_names):
+        self.kind, self.gm, self.capture_names = kind, graph_module, capture_names
         self.prefix = "sm" if kind == "score" else "mm"
         self.var: dict[str, str] = dict(placeholder_names)  # node name -> variable
         self.deps: dict[str, set[str]] = {node: {name} for node, name in placeholder_names.items()}
         self.out = TracedMod(kind=kind, triton=[], torch=[], result="")
         self.count = 0
+        self.seen: dict[tuple[str, str], tuple[str, set[str]]] = {}
 
     def run(self) -> TracedMod:
         for node in self.gm.graph.nodes:
@@ -91,6 +95,9 @@ class _Renderer:
                 self.out.result = self.arg(result)
                 self.out.uses = self.deps_of(result)
                 self.find_additive(result)
+                if self.kind == "score":
+                    from .grad import score_derivative
+                    self.out.grad, self.out.grad_result = score_derivative(self, result)
                 return self.out
             self.emit(node)
         raise TraceError(f"{self.kind}_mod has no output")
@@ -114,12 +121,16 @@ class _Renderer:
         return set(self.deps.get(a.name, set())) if isinstance(a, torch.fx.Node) else set()
 
     def assign(self, node, triton_expr: str, torch_expr: str, inputs) -> None:
+        if (triton_expr, torch_expr) in self.seen:  # the same pure expression again (a mod reads a tensor twice)
+            self.var[node.name], self.deps[node.name] = self.seen[triton_expr, torch_expr]
+            return
         name = f"{self.prefix}{self.count}"
         self.count += 1
         self.var[node.name] = name
         self.deps[node.name] = set().union(*[self.deps_of(a) for a in inputs]) if inputs else set()
         self.out.triton.append(f"{name} = {triton_expr}")
         self.out.torch.append(f"{name} = {torch_expr}")
+        self.seen[triton_expr, torch_expr] = name, self.deps[node.name]
 
     # ---- ops -----------------------------------------------------------------------------------------------
     def emit(self, node) -> None:
@@ -154,6 +165,8 @@ class _Renderer:
             return self.assign(node, f"tl.{fn}({a}, {b})", f"torch.{fn}({a}, {b})", args[:2])
         if node.op == "call_method" and target == "to" or target in (torch.zeros_like,):
             return self.cast(node, target, args, kwargs)
+        if node.op == "call_method" and target in ("new_ones", "new_zeros"):  # and_masks / or_masks / noop_mask
+            return self.constant_like(node, target, args, kwargs)
         if target is operator.getitem or getattr(target, "__name__", target) == "__getitem__":
             return self.load(node, args)
         label = target if isinstance(target, str) else getattr(target, "__name__", repr(target))
@@ -195,12 +208,25 @@ class _Renderer:
 
     def capture(self, node) -> None:
         tensor = getattr(self.gm, node.target)
-        name = next((k for k, v in self.globals.items() if v is tensor and not k.startswith("_")), None)
-        name = name or f"{self.prefix}_const{len(self.out.captures)}"
+        name = self.capture_names.get(id(tensor))
+        if name is None:
+            raise TraceError(f"{self.kind}_mod reads a tensor it makes on each call; make it once outside the mod "
+                             "(a global, or a variable of the factory that returns the mod)")
         if not any(c.name == name for c in self.out.captures):
             self.out.captures.append(Capture(name, tensor))
         self.var[node.name] = name
         self.deps[node.name] = set()
+
+    def constant_like(self, node, target, args, kwargs) -> None:
+        size = kwargs.get("size", args[1] if len(args) > 1 else None)
+        if size not in ((), [], torch.Size([])) or len(args) > 2:
+            raise TraceError(f"{self.kind}_mod: {target} is supported for a scalar (size ()) only")
+        dtype = kwargs.get("dtype")
+        triton_type = {torch.bool: "tl.int1", torch.float32: "tl.float32"}.get(dtype, "tl.int32")
+        value = 1 if target == "new_ones" else 0
+        receiver = self.arg(args[0])
+        torch_dtype = f", dtype=torch.{str(dtype).replace('torch.', '')}" if dtype is not None else ""
+        self.assign(node, f"tl.full([1, 1], {value}, {triton_type})", f"({receiver}).{target}((){torch_dtype})", [])
 
     def load(self, node, args) -> None:
         base, index = args

@@ -1,4 +1,4 @@
-"""--tune: time block sizes, warps and stages on the GPU for each (head_dim, dtype) and keep the fastest."""
+"""--tune: time forward and backward block sizes, warps and stages on the GPU per shape, and keep the fastest."""
 from __future__ import annotations
 
 import json
@@ -6,49 +6,83 @@ from pathlib import Path
 
 from .spec import AttentionSpec
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages): around the Triton tutorial's Hopper settings. 8 configs keep a
-# spec's tuning under a minute; each is built and timed on the spec's first shape of each head_dim/dtype.
-CANDIDATES = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (128, 128, 8, 2), (128, 64, 8, 4),
-              (64, 64, 4, 3), (64, 128, 4, 3), (128, 32, 4, 3)]
+# Forward (BLOCK_M, BLOCK_N, num_warps, num_stages): around the Triton tutorial's Hopper settings, plus larger
+# kv blocks for long rows. The issue #5 tuner's 8 configs lost 3-10 % to Flex's max-autotune; these 12 (each also
+# with tensor descriptors where the installed Triton has them) take ~1 s each to build and time.
+FORWARD_CANDIDATES = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (128, 128, 8, 2), (128, 64, 8, 4),
+                      (64, 64, 4, 3), (64, 128, 4, 3), (128, 32, 4, 3), (128, 128, 4, 2), (64, 64, 4, 4),
+                      (256, 64, 8, 2), (128, 128, 8, 4)]
+# Backward (BLOCK_M1, BLOCK_N1, BLOCK_M2, BLOCK_N2, num_warps, num_stages): the dK/dV kernel holds a BLOCK_N1-key
+# tile of K, V, dK and dV (fp32), so its kv blocks are the large ones; dQ mirrors it.
+BACKWARD_CANDIDATES = [(64, 128, 128, 64, 8, 2), (32, 128, 128, 32, 4, 2), (64, 64, 64, 64, 4, 3),
+                       (64, 128, 128, 64, 8, 3), (32, 64, 64, 32, 4, 3), (64, 128, 128, 64, 4, 2)]
 
 
-def tune_configs(spec: AttentionSpec, source: str, out_dir: Path, progress=print) -> dict:
+def tune_configs(spec: AttentionSpec, source: str, out_dir: Path, progress=print, backward: bool = True):
+    """(forward configs, backward configs), each keyed by the kernel's config_key for every shape of the spec."""
     import torch
-    import triton.testing
 
-    from .workflow import gpu_captures, load_kernel_module, make_inputs, torch_dtype
+    from .workflow import gpu_captures, load_kernel_module, make_inputs
 
     path = out_dir / f"_{spec.name}_tuning_kernel.py"
     path.write_text(source)
     module = load_kernel_module(path)
-    configs: dict = {}
-    timings: dict = {}
+    forward, backward_configs, timings = {}, {}, {}
     for shape in spec.shapes:
-        key = module.config_key(shape.head_dim, torch_dtype(shape))
-        if key in configs:
-            continue
         q, k, v = make_inputs(shape, "cuda")
+        key = module.config_key(shape.q_len, shape.kv_len, shape.head_dim, q.dtype)
         captures = gpu_captures(spec, module, shape)
-        best = None
-        for bm, bn, warps, stages in CANDIDATES:
-            config = {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": warps, "num_stages": stages}
-            try:
-                index = module.build_block_index(shape.batch, shape.heads, shape.q_len, shape.kv_len, bm, bn,
-                                                 q.device, captures)
-                ms = triton.testing.do_bench(lambda: module.attention(q, k, v, config=config, block_index=index,
-                                                                      **captures), warmup=25, rep=100,
-                                             return_mode="median")
-            except Exception as e:  # e.g. out of shared memory for this block shape
-                progress(f"  tune {key} {config}: skipped ({type(e).__name__})")
-                continue
-            timings.setdefault(key, []).append({**config, "ms": ms})
-            if best is None or ms < best[0]:
-                best = (ms, config)
-        if best:
-            configs[key] = best[1]
-            progress(f"  tuned {key} on {shape.label()}: {best[1]} at {best[0]:.3f} ms")
+        tma = [False, True] if module.HAS_TENSOR_DESCRIPTORS else [False]
+        configs = [{"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w, "num_stages": s, "tma": t}
+                   for bm, bn, w, s in FORWARD_CANDIDATES for t in tma]
+        forward[key] = _fastest(configs, lambda c: forward_call(module, q, k, v, c, captures), timings, key,
+                                progress)
+        if backward:
+            configs = [{"BLOCK_M1": m1, "BLOCK_N1": n1, "BLOCK_M2": m2, "BLOCK_N2": n2, "num_warps": w,
+                        "num_stages": s} for m1, n1, m2, n2, w, s in BACKWARD_CANDIDATES]
+            backward_configs[key] = _fastest(
+                configs, lambda c: backward_call(module, q, k, v, forward[key], c, captures), timings,
+                f"{key}-backward", progress)
         del q, k, v
         torch.cuda.empty_cache()
-    (out_dir / f"{spec.name}_tuning.json").write_text(json.dumps({"best": configs, "timings": timings}, indent=2))
+    forward = {k: v for k, v in forward.items() if v}
+    backward_configs = {k: v for k, v in backward_configs.items() if v}
+    (out_dir / f"{spec.name}_tuning.json").write_text(json.dumps(
+        {"forward": forward, "backward": backward_configs, "timings": timings}, indent=2))
     path.unlink()
-    return configs
+    return forward, backward_configs
+
+
+def forward_call(module, q, k, v, config, captures):
+    """A no-argument call of the kernel's forward at this config (its block index built once, here)."""
+    index = module.build_block_index(q.shape[0], q.shape[1], q.shape[2], k.shape[2], config["BLOCK_M"],
+                                     config["BLOCK_N"], q.device, captures)
+    return lambda: module.attention(q, k, v, config=config, block_index=index, **captures)
+
+
+def backward_call(module, q, k, v, config, backward_config, captures):
+    """A no-argument call of the backward kernels alone, on a saved forward (out, lse)."""
+    import torch
+    sm_scale = q.shape[-1] ** -0.5
+    out, lse = module.attention(q, k, v, config=config, return_lse=True, **captures)  # config None: the default
+    grad = torch.randn_like(out)
+    index = module.build_backward_index(q.shape[0], q.shape[1], q.shape[2], k.shape[2], backward_config, q.device,
+                                        captures)
+    return lambda: module._backward(q, k, v, out, lse, grad, sm_scale, captures, backward_config, index)
+
+
+def _fastest(configs, make_call, timings, key, progress):
+    import triton.testing
+    best = None
+    for config in configs:
+        try:
+            ms = triton.testing.do_bench(make_call(config), warmup=10, rep=50, return_mode="median")
+        except Exception as e:  # e.g. out of shared memory for this block shape
+            progress(f"  tune {key} {config}: skipped ({type(e).__name__})")
+            continue
+        timings.setdefault(key, []).append({**config, "ms": ms})
+        if best is None or ms < best[0]:
+            best = (ms, config)
+    if best:
+        progress(f"  tuned {key}: {best[1]} at {best[0]:.3f} ms")
+    return best[1] if best else None

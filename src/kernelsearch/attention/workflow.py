@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..problem import load_problem
 from ..verify import PoolConfig, WorkerPool, make_request, resolve_device
+from .captures import find_tensors, rebind
 from .generate import generate, problem_source
 from .spec import AttentionSpec, Shape
 
@@ -42,17 +43,17 @@ def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune
         else:
             spec.test_shapes = [shapes[i] for i in shape_indices]
     out_dir.mkdir(parents=True, exist_ok=True)
-    configs = {}
+    configs, backward_configs = {}, {}
     if tune:
         if device != "cuda":
             raise ValueError("--tune needs a GPU (block sizes tuned in the interpreter would mean nothing)")
         from .tune import tune_configs
-        configs = tune_configs(spec, generate(spec).source, out_dir, progress)
-    kernel = generate(spec, configs)
+        configs, backward_configs = tune_configs(spec, generate(spec).source, out_dir, progress)
+    kernel = generate(spec, configs, backward_configs)
     kernel_path = out_dir / f"{spec.name}_attention.py"
     kernel_path.write_text(kernel.source)
     progress(f"wrote {kernel_path}")
-    result = AttentionResult(kernel_path=kernel_path, tuning=configs)
+    result = AttentionResult(kernel_path=kernel_path, tuning={"forward": configs, "backward": backward_configs})
 
     shapes = spec.shapes if device == "cuda" else spec.test_shapes
     with WorkerPool(PoolConfig(device=device)) as pool:
@@ -66,7 +67,7 @@ def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune
         from .bench import bench_spec
         result.bench = bench_spec(spec, kernel_path, progress, autotune_flex=flex_autotune)
     summary = {
-        "spec": spec.path, "kernel": str(kernel_path), "tuning": configs, "bench": result.bench,
+        "spec": spec.path, "kernel": str(kernel_path), "tuning": result.tuning, "bench": result.bench,
         "verdicts": [{"shape": shape.label(), **verdict.to_json()} for shape, verdict in result.verdicts],
     }
     (out_dir / f"{spec.name}_summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -98,11 +99,16 @@ def load_kernel_module(path: Path):
     return module
 
 
-def gpu_captures(spec: AttentionSpec, module, shape: Shape) -> dict:
-    """The captured tensors a generated kernel module needs, for this shape, on the GPU."""
-    captures = {n: t.cuda() for n, t in spec.captures(shape).items()}
-    captures.update({n: vars(spec.module)[n].cuda() for n in module.CAPTURES if n not in captures})
-    return captures
+def gpu_captures(spec: AttentionSpec, module, shape: Shape, device: str = "cuda") -> dict:
+    """The captured tensors a generated kernel module needs, for this shape, on the device. The places the mods
+    read them from (closure cells, globals) are pointed at the same device tensors, so that FlexAttention, which
+    runs the mods as they are, sees them too."""
+    spec.captures(shape)  # size-dependent globals (make_captures) for this shape
+    found = {item.name: item for item in find_tensors(spec.score_mod, spec.mask_mod)}
+    selected = [found[name] for name in module.CAPTURES]
+    tensors = {item.name: item.tensor.to(device) for item in selected}
+    rebind(selected, tensors)
+    return tensors
 
 
 def torch_dtype(shape: Shape):
