@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from kernelsearch.cli import main
+from kernelsearch.search.run_dir import RunDir
 from kernelsearch.suites import load_suite, parse_selection, write_kernelbench_rows
 
 from .conftest import CANDIDATES, DEVICE, PROBLEMS
@@ -37,7 +38,7 @@ def bench(*args: str) -> int:
 
 def test_bench_runs_a_suite_end_to_end_and_resumes(tmp_path, capsys):
     checkout = kernelbench_checkout(tmp_path / "kb")
-    run = tmp_path / "run"
+    run = RunDir(tmp_path / "run")
     script = [answer("out_of_bounds", "torch.relu(a + b)"),  # kills its worker; the other problems go on
               answer("add_relu_triton", "torch.relu(a + b)"),
               answer("row_sum_triton", "torch.sum(x, dim=self.dim")]
@@ -47,17 +48,17 @@ def test_bench_runs_a_suite_end_to_end_and_resumes(tmp_path, capsys):
                        "--out", str(run))
         assert status == 0
         calls = len(server.requests)
-        rows = {r["problem"]: r for r in csv.DictReader(open(run / "results.csv"))}
+        rows = {r["problem"]: r for r in csv.DictReader(open(run.results))}
         assert set(rows) == {"L1-001_elementwise_add_relu", "L1-002_row_sum", "L1-003_softmax"}
         assert [rows[k]["solved"] for k in sorted(rows)] == ["1", "1", "0"]
-        db = sqlite3.connect(run / "problems" / "L1-001_elementwise_add_relu" / "store.sqlite")
+        db = sqlite3.connect(run.problem("L1-001_elementwise_add_relu").store)
         assert [s for (s,) in db.execute("SELECT status FROM attempts ORDER BY id")] == ["runtime_error", "correct"]
-        summary = json.loads((run / "summary.json").read_text())
+        summary = run.read_summary()
         assert summary["problems"] == 3 and summary["correct"] == 2
         assert summary["attempts"] == 6  # the attempt cap (2) applies per problem
         curve = summary["solve_curve"]
         assert curve[0][1] == 0 and curve[-1][1] == pytest.approx(2 / 3)
-        assert (run / "report.html").exists()
+        assert run.report.exists()
 
         # resume: every problem is finished, so nothing is asked again
         assert bench("--resume", str(run)) == 0
@@ -65,13 +66,13 @@ def test_bench_runs_a_suite_end_to_end_and_resumes(tmp_path, capsys):
     assert "skipped (finished)" in capsys.readouterr().out
 
     # replay: the best kernels verified again with new seeds, no model at all (the endpoint is gone by now)
-    replayed = tmp_path / "replay"
+    replayed = RunDir(tmp_path / "replay")
     assert bench("--replay", str(run), "--out", str(replayed), "--device", DEVICE) == 0
     verdicts = {p.parent.name: json.loads(p.read_text())["status"]
-                for p in replayed.glob("problems/*/replay.json")}
+                for p in (d.replay for d in replayed.problem_dirs())}
     assert verdicts == {"L1-001_elementwise_add_relu": "correct", "L1-002_row_sum": "correct",
                         "L1-003_softmax": "no_kernel"}
-    replay_summary = json.loads((replayed / "summary.json").read_text())
+    replay_summary = replayed.read_summary()
     assert replay_summary["correct"] == 2 and replay_summary["context"]["replay of"] == str(run)
 
 
@@ -117,6 +118,6 @@ def test_attention_suite_end_to_end_with_the_generated_kernel_as_the_answer(tmp_
         status = bench("attention", "--problems", "2", "--base-url", server.url, "--lanes", "1",
                        "--max-attempts", "1", "--budget", "5m", "--out", str(run))
     assert status == 0
-    summary = json.loads((run / "problems" / "causal" / "summary.json").read_text())
+    summary = RunDir(run).problem("causal").read_summary()
     assert summary["best"]["cold_check"]["status"] == "correct"
     assert "kv_len" in summary["best"]["cold_check"]["checks"]["second_shape"]["changes"]

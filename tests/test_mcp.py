@@ -20,6 +20,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from kernelsearch.agents.gpu_turns import GpuTurns
 from kernelsearch.search.bench import save_bench
+from kernelsearch.search.run_dir import RunDir
 from kernelsearch.search.solve import SolveConfig
 from kernelsearch.suites import SuiteProblem
 
@@ -223,14 +224,14 @@ def test_run_status_reads_a_finished_and_an_unfinished_solve_run(client, solve_r
     result = client.call("run_status", run_dir=str(run))
     status = result.structured_content
     assert (status["kind"], status["state"], status["attempts"]) == ("solve", "finished", 2)
-    assert result.content[0].text.splitlines()[1].startswith(f"  best: {run / 'best.py'} (passed the cold re-check")
+    assert result.content[0].text.splitlines()[1].startswith(f"  best: {RunDir(run).best} (passed the cold re-check")
     assert status["statuses"] == {"incorrect": 1, "correct": 1}
     assert status["best"]["attempt"] == 2 and best_code.strip() in status["best"]["code"]
 
     stopped = tmp_path / "stopped"  # the same run before its end: no summary, no best.py yet
     shutil.copytree(run, stopped)
-    (stopped / "summary.json").unlink()
-    (stopped / "best.py").unlink()
+    RunDir(stopped).summary.unlink()
+    RunDir(stopped).best.unlink()
     status = client.call("run_status", run_dir=str(stopped)).structured_content
     assert status["state"] == "unfinished" and "--resume" in status["note"]
     assert status["best"]["attempt"] == 2 and status["best"]["code"].strip() == best_code.strip()
@@ -241,11 +242,11 @@ def test_run_status_reads_a_bench(client, solve_run, tmp_path):
     bench = tmp_path / "bench"
     problems = [SuiteProblem(key=key, name=key, path=ADD_RELU) for key in ("L1-001_add_relu", "L1-002_relu")]
     save_bench(bench, problems, {"name": "kernelbench"}, SolveConfig(), None)
-    shutil.copytree(run, bench / "problems" / "L1-001_add_relu")
+    shutil.copytree(run, RunDir(bench).problem("L1-001_add_relu").path)
     status = client.call("run_status", run_dir=str(bench)).structured_content
     assert status["kind"] == "bench" and status["states"] == {"finished": 1, "not started": 1}
     first, second = status["problems"]
-    assert first["best"]["kernel_path"] == str(bench / "problems" / "L1-001_add_relu" / "best.py")
+    assert first["best"]["kernel_path"] == str(RunDir(bench).problem("L1-001_add_relu").best)
     assert "code" not in first["best"] and second == {"key": "L1-002_relu", "state": "not started"}
     assert "--resume" in status["note"]
 

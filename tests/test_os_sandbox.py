@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from kernelsearch.problem import load_problem
+from kernelsearch.search.run_dir import RunDir
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
 from kernelsearch.verify.sandbox import (BUBBLEWRAP, SANDBOX_VARIABLE, bubblewrap_problem, os_sandbox, worker_env,
                                          wrap_command)
@@ -56,7 +57,7 @@ def world():
     for directory in (home, project / "runs" / "r", pool / "worker0", pool / "worker1"):
         directory.mkdir(parents=True)
     (home / "secret.txt").write_text("the user's secret\n")
-    with sqlite3.connect(project / "runs" / "r" / "store.sqlite") as db:
+    with sqlite3.connect(RunDir(project / "runs" / "r").store) as db:
         db.execute("CREATE TABLE attempts (answer TEXT)")
         db.execute("INSERT INTO attempts VALUES ('another lane''s kernel')")
     (pool / "worker1.log").write_text("another candidate's output\n")
@@ -64,7 +65,7 @@ def world():
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     unix.bind(str(project / "agent.sock"))
     unix.listen()
-    targets = {"home_secret": str(home / "secret.txt"), "store": str(project / "runs" / "r" / "store.sqlite"),
+    targets = {"home_secret": str(home / "secret.txt"), "store": str(RunDir(project / "runs" / "r").store),
                "working_directory": str(project), "other_worker_log": str(pool / "worker1.log"),
                "outside_file": str(scratch / "written-from-the-worker"),
                "system_marker": str(scratch / "touched-by-system"), "port": listener.getsockname()[1],

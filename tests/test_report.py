@@ -1,7 +1,6 @@
 """Metrics on known recorded data, and the HTML report in a real headless browser."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -13,7 +12,8 @@ import pytest
 from kernelsearch.cli import main
 from kernelsearch.report.html import write_report
 from kernelsearch.report.metrics import load_results, summarize
-from kernelsearch.store import RunStore
+from kernelsearch.search.run_dir import RunDir
+from kernelsearch.store import ELAPSED, RunStore
 from kernelsearch.verify import Verdict
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -29,22 +29,22 @@ def cold(eager: float, compile_: float) -> dict:
 
 def record(run, key, attempts, best=None, error=None, budget=60.0):
     """A problem directory as `bench` leaves it: the store of attempts (t, status, speedup vs eager), summary."""
-    d = run / "problems" / key
-    d.mkdir(parents=True)
+    d = RunDir(run).problem(key)
+    d.path.mkdir(parents=True)
     if error:
-        (d / "error.txt").write_text(error + "\n")
+        d.error.write_text(error + "\n")
         return
-    store = RunStore(d / "store.sqlite")
+    store = RunStore(d.store)
     for step, (t, status, speedup) in enumerate(attempts, 1):
         i = store.begin(lane=0, step=step, strategy="first", base_id=None, session=0, started_s=t - 1, prompt="p")
         store.update(i, status=status, finished_s=t, speedup_eager=speedup, prompt_tokens=100, completion_tokens=1000)
-    store.set_meta("elapsed_s", budget)
+    store.set_meta(ELAPSED, budget)
     store.close()
     summary = {"solved": best is not None, "budget_s": budget, "attempts": len(attempts),
                "best": {"cold_check": best} if best else None}
-    (d / "summary.json").write_text(json.dumps(summary))
+    d.write_summary(summary)
     if best:
-        (d / "best.py").write_text(f"# kernel of {key}\nclass ModelNew: pass\n")
+        d.best.write_text(f"# kernel of {key}\nclass ModelNew: pass\n")
 
 
 @pytest.fixture

@@ -8,6 +8,9 @@ from kernelsearch.llm.prompt import Previous, build_prompt, cut_report, strategi
 from kernelsearch.search.archive import Archive, Entry
 from kernelsearch.search.strategies import choose
 from kernelsearch.verify import Verdict
+from kernelsearch.verify.verdict import format_verdict
+
+from .conftest import ON_GPU
 
 
 def timed(ms: float, eager_ms: float = 1.0) -> Verdict:
@@ -45,7 +48,7 @@ def test_archive_prefers_faster_then_timed_then_earlier():
     assert not archive.add(entry(4, timed(0.8), 4.0))  # slower
     assert archive.add(entry(5, timed(0.25), 5.0))
     assert [e.attempt_id for e in archive.ranked()] == [5, 3, 4, 1, 2]
-    assert archive.best().summary() == "attempt 5: 0.25 ms, 4x eager PyTorch"
+    assert archive.best().summary() == "attempt 5: 0.25 ms, 4x eager"
 
 
 @pytest.mark.parametrize("status, expected", [
@@ -87,6 +90,74 @@ def test_prompt_carries_problem_rules_best_and_feedback():
     assert "$" not in prompt  # every template field was filled
 
 
+def this_attempt(prompt: str) -> str:
+    return " ".join(prompt.split("## This attempt")[1].split())  # line breaks aside
+
+
+def test_autotune_is_offered_on_a_gpu_and_ruled_out_in_the_cpu_interpreter():
+    def tune(device: str, language: str = "triton") -> str:
+        return build_prompt("class Model: ...", language=language, dtype="fp32", device=device, strict=False,
+                            strategy=strategies()["tune"])
+
+    on_gpu, on_cpu, cuda_on_cpu = tune("NVIDIA H100 80GB HBM3"), tune("cpu"), tune("cpu", "cuda")
+    assert "you may use `triton.autotune`" in this_attempt(on_gpu) and "autotune" not in on_gpu.split("## This")[0]
+    assert "no `triton.autotune`" in this_attempt(on_cpu) and "you may use" not in on_cpu
+    assert "Do not use `triton.autotune`" in " ".join(on_cpu.split("## The problem")[0].split())  # said up front
+    assert "autotune" not in cuda_on_cpu and "from the input sizes" in this_attempt(cuda_on_cpu)
+    assert "$" not in on_gpu + on_cpu + cuda_on_cpu
+    # the rules say what allocation and a scratch buffer are allowed to be
+    rules = " ".join(on_cpu.split("## Rules the verifier enforces")[1].split("## This attempt")[0].split())
+    assert "Allocation (`torch.empty`, `torch.zeros`, `torch.full`), views, reshapes and copies are free" in rules
+    assert "scratch buffer may stay on the module between calls only if your kernels rewrite all of it" in rules
+
+
+SCALAR_AND_VECTOR_MASK = '''
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def add_relu_kernel(a_ptr, b_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = (n > 0) & (offsets < n)  # a scalar bool & a vector: fine on a GPU, rejected by the interpreter
+    a = tl.load(a_ptr + offsets, mask=mask)
+    b = tl.load(b_ptr + offsets, mask=mask)
+    tl.store(out_ptr + offsets, tl.maximum(a + b, 0.0), mask=mask)
+
+
+class ModelNew(torch.nn.Module):
+    def forward(self, a, b):
+        out = torch.empty_like(a)
+        add_relu_kernel[(triton.cdiv(a.numel(), 1024),)](a, b, out, a.numel(), BLOCK=1024)
+        return out
+'''
+
+
+@pytest.mark.skipif(ON_GPU, reason="the failure is the CPU interpreter's")
+def test_a_failure_only_the_interpreter_gives_gets_a_hint_in_the_next_prompt(verify, tmp_path):
+    candidate = tmp_path / "scalar_mask.py"
+    candidate.write_text(SCALAR_AND_VECTOR_MASK)
+    verdict = verify("elementwise_add_relu", candidate)
+    assert not verdict.ok and "mask has unsupported dtype" in format_verdict(verdict)
+
+    def fix(device: str, verdict: Verdict) -> str:
+        prompt = build_prompt("class Model: ...", language="triton", dtype="fp32", device=device, strict=False,
+                              strategy=strategies()["fix_compile"],
+                              previous=Previous("first", SCALAR_AND_VECTOR_MASK, verdict))
+        return " ".join(prompt.split("## Your previous attempt")[1].split("Your previous code")[0].split())
+
+    hint = "This failure comes from the Triton interpreter this CPU run uses (a GPU build accepts the code)"
+    assert hint in fix("cpu", verdict) and "`tl.where(row < n_rows, offs < n, False)`" in fix("cpu", verdict)
+    assert hint not in fix("NVIDIA H100 80GB HBM3", verdict)  # a GPU build has no such quirk
+    other = Verdict("compile_error", "NameError: name 'offs' is not defined")
+    assert "Triton interpreter" not in fix("cpu", other)
+    # the fix the hint names passes in the interpreter
+    candidate.write_text(SCALAR_AND_VECTOR_MASK.replace("(n > 0) & (offsets < n)",
+                                                        "tl.where(n > 0, offsets < n, False)"))
+    assert verify("elementwise_add_relu", candidate).ok
+
+
 def test_long_reports_are_cut_to_the_errors():
     log = [f"line {i}" for i in range(300)]
     log[150] = "kernel.cu(12): error: identifier x is undefined"
@@ -115,12 +186,12 @@ def test_caps_and_target_stop_the_search(tmp_path):
     from kernelsearch.problem import load_problem
     from kernelsearch.search.display import Display
     from kernelsearch.search.solve import Search, SolveConfig
-    from kernelsearch.store import RunStore
+    from kernelsearch.search.run_dir import RunDir
 
     from .conftest import PROBLEMS
 
     problem = load_problem(PROBLEMS / "elementwise_add_relu.py")
-    store = RunStore(tmp_path / "store.sqlite")
+    store = RunDir(tmp_path).open_store()
 
     def search(**config):
         return Search(problem, SolveConfig(**config), client=None, pool=None, store=store, display=Display(live=False))

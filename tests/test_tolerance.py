@@ -134,11 +134,11 @@ class OneAnswer:
 def test_solve_verifies_and_prompts_under_its_tolerance_and_saves_it(tmp_path):
     from kernelsearch.problem import load_problem
     from kernelsearch.search.display import Display
-    from kernelsearch.search.solve import Search, SolveConfig, load_config, save_config
-    from kernelsearch.store import RunStore
+    from kernelsearch.search.run_dir import RunDir, Settings
+    from kernelsearch.search.solve import Search, SolveConfig
 
     config = SolveConfig(dtype="fp16", tolerance="kernelbench-v0", rtol=2e-2, lanes=1)
-    pool, store = RecordingPool(), RunStore(tmp_path / "store.sqlite")
+    pool, store = RecordingPool(), RunDir(tmp_path).open_store()
     search = Search(load_problem(PROBLEMS / "elementwise_add_relu.py"), config, OneAnswer(), pool, store,
                     Display(live=False))
     search.display.start(search.name, config.budget_s, config.budget_s, 1)
@@ -149,8 +149,9 @@ def test_solve_verifies_and_prompts_under_its_tolerance_and_saves_it(tmp_path):
     store.close()
 
     from kernelsearch.llm.client import ModelConfig
-    save_config(tmp_path, str(PROBLEMS / "elementwise_add_relu.py"), {}, config, ModelConfig(model="m"))
-    assert load_config(tmp_path)[2].resolved_tolerance() == config.resolved_tolerance()
+    RunDir(tmp_path).save_settings(Settings(str(PROBLEMS / "elementwise_add_relu.py"), {}, config,
+                                            ModelConfig(model="m")))
+    assert RunDir(tmp_path).load_settings().search.resolved_tolerance() == config.resolved_tolerance()
 
 
 def test_runs_saved_before_the_setting_keep_the_default(tmp_path):

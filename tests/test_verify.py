@@ -182,7 +182,7 @@ def test_the_same_limit_is_refused_the_same_way_everywhere(args, option):
                                    f"{args[-1]} (see kernelsearch {args[0]} --help)")
 
 
-@pytest.mark.parametrize("command", ["verify", "attention", "solve", "bench", "report", "mcp"])
+@pytest.mark.parametrize("command", ["verify", "attention", "solve", "bench", "report", "retime", "mcp"])
 def test_every_help_shows_defaults_and_exit_codes(command):
     done = run_cli(command, "--help")
     assert done.returncode == 0 and "exit codes: 0 " in done.stdout and "143" in done.stdout

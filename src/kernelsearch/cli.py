@@ -12,8 +12,10 @@ EXIT_CODES = {  # what each command's --help says about its exit status
     "verify": "0 correct; 1 any other verdict; 2 bad usage, or the problem's limit (problem_error)",
     "attention": "0 every shape verified correct; 1 otherwise; 2 bad usage (a bad spec)",
     "solve": "0 a correct kernel was found; 1 none; 2 bad usage, or the model endpoint failed",
-    "bench": "0 the bench ran; 2 bad usage, or the model endpoint failed",
+    "bench": "0 a correct kernel for at least one problem; 1 none; 2 bad usage, or the model endpoint failed",
     "report": "0 written; 2 bad usage (no run there, a damaged run)",
+    "retime": "0 a correct kernel was re-timed and kept; 1 none passed; 2 bad usage (no run there, a damaged run, "
+              "no GPU)",
     "mcp": "0 the client closed the session; 2 bad usage (the mcp extra is not installed)",
 }
 STOPPED = "130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (its verifier workers stop too)"
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     verify.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     verify.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     add_tolerance_options(verify, from_config=False)
+    add_ray_option(verify)
     verify.add_argument("--trials", type=at_least_one, default=5, help="trials with fresh inputs")
     verify.add_argument("--seed", type=int, default=42, help="seed of the parameters and of trial 0's inputs")
     verify.add_argument("--set", dest="overrides", action="append", metavar="NAME=VALUE",
@@ -120,6 +123,14 @@ def main(argv: list[str] | None = None) -> None:
     report.add_argument("--price", metavar="IN,OUT", help="dollars per million input and output tokens")
     report.add_argument("--open", action="store_true", help="open the report in a browser")
 
+    retime = commands.add_parser("retime", help="verify and time every correct kernel of a run again (on a GPU, at the "
+                                 "problem's original sizes) and keep the fastest: rewrites best.py and summary.json")
+    retime.add_argument("run_dir", help="a solve run, or a bench run (each of its problems)")
+    retime.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
+                        help="where to time (default auto; timing needs cuda)")
+    retime.add_argument("--sizes", default="original", choices=["original", "searched"],
+                        help="original: the problem file's own sizes; searched: with the run's --set and --shrink")
+
     mcp = commands.add_parser("mcp", help="serve the verifier and the attention generator to coding agents over the "
                               "Model Context Protocol (stdio); needs pip install 'kernelsearch[mcp]'")
     mcp.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
@@ -131,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     _document(commands)
     args = parser.parse_args(argv)
     handlers = {"attention": run_attention, "solve": run_solve, "bench": run_bench, "report": run_report,
-                "verify": run_verify, "mcp": run_mcp}
+                "verify": run_verify, "mcp": run_mcp, "retime": run_retime}
     from .verify.live_pools import Stopped
 
     try:
@@ -152,13 +163,16 @@ def add_search_options(p) -> None:
     """The model and search flags shared by `solve` and `bench`; left unset, the config file or defaults decide."""
     p.add_argument("--budget", help="wall-clock budget per problem: seconds or minutes, like 90s or 15m "
                    "(default 15m)")
-    p.add_argument("--lanes", type=at_least_one, help="concurrent refinement chains (default 4)")
+    p.add_argument("--lanes", type=at_least_one, help="concurrent refinement chains")
     p.add_argument("--language", choices=["triton", "cuda"])
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"])
     add_tolerance_options(p, from_config=True)
     p.add_argument("--device", choices=["auto", "cuda", "cpu"])
     p.add_argument("--strict", action="store_true", default=None, help="reject kernels that keep compute in PyTorch")
     p.add_argument("--max-attempts", type=at_least_one, help="stop after this many attempts")
+    p.add_argument("--shrink", choices=["off", "auto"], help="auto: on the CPU, scale the size constants of a "
+                   "problem too large for the Triton interpreter down until it fits, before any model call; the "
+                   "model is told the original sizes are the target (default off: such a problem is refused)")
     p.add_argument("--max-tokens", type=at_least_one, help="stop after this many completion tokens")
     p.add_argument("--target-speedup", type=positive, help="stop once the best kernel is this much faster than eager")
     p.add_argument("--endpoint", help="a preset: nim, deepseek, openrouter, openai, vllm, sglang, ollama "
@@ -167,6 +181,29 @@ def add_search_options(p) -> None:
     p.add_argument("--base-url", help="any OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
     p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
     p.add_argument("--config", metavar="FILE.toml", help="[model] and [search] settings; flags override it")
+    add_ray_option(p)
+    _show_search_defaults(p)
+
+
+def _show_search_defaults(p) -> None:
+    """Search flags are None unless given (a config file may set them): their help shows SolveConfig's default."""
+    import dataclasses
+
+    from .search.solve import SolveConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(SolveConfig)}
+    for action in p._actions:
+        if action.dest in defaults and action.help is not argparse.SUPPRESS and "default" not in (action.help or ""):
+            value = defaults[action.dest]
+            shown = value if value not in (None, False) else "no limit" if action.dest.startswith("max_") else "off"
+            action.help = f"{action.help or ''} (default {shown})".strip()
+
+
+def add_ray_option(p) -> None:
+    """--ray for verify, solve and bench: the verifier on a Ray cluster (scale/, docs/scaling.md)."""
+    p.add_argument("--ray", metavar="local|auto|ADDRESS", help="verify on a Ray cluster, one worker per GPU of "
+                   "every node: local starts one on this machine, auto joins the one RAY_ADDRESS names or that runs "
+                   "here, else HOST:PORT; needs pip install 'kernelsearch[ray]' (default: this machine's workers)")
 
 
 def add_tolerance_options(p, from_config: bool) -> None:
@@ -188,7 +225,7 @@ def _only_budget_on_resume(args) -> None:
 
     fixed = ["problem", "suite", "lanes", "language", "dtype", "tolerance", "atol", "rtol", "strict", "max_attempts",
              "max_tokens", "target_speedup", "endpoint", "model", "base_url", "api_key_env", "config", "overrides",
-             "out"]
+             "out", "shrink"]
     given = [name for name in fixed if getattr(args, name, None) not in (None, [])]
     if given:
         flags = ", ".join("PROBLEM" if n == "problem" else "SUITE" if n == "suite" else
@@ -217,33 +254,43 @@ def search_configs(args):
                     "language": args.language, "dtype": args.dtype, "tolerance": args.tolerance, "atol": args.atol,
                     "rtol": args.rtol, "device": args.device, "strict": args.strict,
                     "max_attempts": args.max_attempts, "max_tokens": args.max_tokens,
-                    "target_speedup": args.target_speedup}
+                    "target_speedup": args.target_speedup, "shrink": args.shrink}
     return build(args.config, model_flags, search_flags)
 
 
-def _start(search, model):
-    """The device and a model client for a search, or a ConfigError/LLMError that says what is wrong."""
+def _start(search, model, ray: str | None = None):
+    """The device (with `ray`: the cluster's, not this machine's) and a model client for a search, or a
+    ConfigError/LLMError/ClusterError that says what is wrong."""
     from .config import ConfigError
     from .llm.client import LLMClient
     from .verify import resolve_device
 
     if search.lanes < 1 or search.budget_s <= 0:
         raise ConfigError("--lanes and --budget must be positive")
-    device = resolve_device(search.device)
+    if search.shrink not in ("off", "auto"):
+        raise ConfigError(f"shrink must be off or auto, got {search.shrink!r}")
+    device = resolve_device(search.device) if not ray else _cluster_device(ray, search.device)
     if search.language == "cuda" and device != "cuda":
         raise ConfigError("a CUDA C++ search needs a GPU: without one its candidates can only be compile-checked")
     return device, LLMClient(model)
 
 
-def _search(client, pool_config, run_dir: Path, work):
-    """Check the endpoint, start the verifier pool and the display, and run `await work(pool, display)`.
-    Returns (result, None), or (None, exit code) after a one-line error; finished work stays in run_dir."""
+def _cluster_device(ray: str, requested: str | None) -> str:
+    """Connect to the Ray cluster `--ray` names (once per process) and resolve the device there."""
+    from .scale.cluster import connect_for
+    return connect_for(ray, requested or "auto")
+
+
+def _search(client, pool_config, run_dir: Path, work, create=None, made_here: bool = False, ray: str | None = None):
+    """Check the endpoint, then `create()` the run directory, start the verifier pool and the display, and run
+    `await work(pool, display)`. Returns (result, None), or (None, exit code) after a one-line error; finished
+    work stays in run_dir, and a directory `made_here` in which nothing was recorded is removed."""
     import asyncio
     from dataclasses import replace
 
     from .llm.client import LLMError
     from .search.display import Display
-    from .verify import WorkerPool
+    from .scale import open_pool
     from .verify.live_pools import Stopped
 
     if client.config.api_key_env:  # whatever the variable is called, candidates never see it
@@ -251,16 +298,21 @@ def _search(client, pool_config, run_dir: Path, work):
 
     async def main_loop():
         try:
-            await client.check()
-            with WorkerPool(pool_config) as pool, Display() as display:
+            await client.check()  # an unreachable endpoint or unknown model stops here, before the directory exists
+            if create:
+                create()
+            print(f"run directory: {run_dir} (a stopped run continues with --resume {run_dir})", flush=True)
+            with open_pool(pool_config, ray) as pool, Display() as display:
                 return await work(pool, display)
         finally:
             await client.close()
 
-    print(f"run directory: {run_dir} (a stopped run continues with --resume {run_dir})", flush=True)
     try:
         return asyncio.run(main_loop()), None
     except LLMError as e:
+        if made_here:
+            from .search.run_dir import RunDir
+            RunDir(run_dir).discard_unused()
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return None, EXIT_USAGE
     except (KeyboardInterrupt, Stopped) as e:
@@ -276,40 +328,57 @@ def run_solve(args) -> int:
     from .config import ConfigError
     from .llm.client import LLMError
     from .problem import ProblemError, load_problem, parse_overrides
-    from .search.solve import CONFIG_NAME, STORE_NAME, load_config, save_config, solve
+    from .search.run_dir import RunDir, Settings
+    from .search.solve import solve
+    from .shrink import fit_interpreter
+    from .store import StoreError
     from .verify import PoolConfig
 
     try:
         if args.resume:
             _only_budget_on_resume(args)
-            run_dir = Path(args.resume)
-            if not (run_dir / CONFIG_NAME).is_file():
-                raise ConfigError(f"{run_dir} holds no run to resume (no {CONFIG_NAME})")
-            problem_path, overrides, search, model = load_config(run_dir)
-            search = _resumed(search, args)
+            run = RunDir(args.resume)
+            settings = run.load_settings()
+            run.check_readable()
+            settings.search = _resumed(settings.search, args)
         else:
             if not args.problem:
                 raise ConfigError("give a PROBLEM file, or --resume RUN_DIR")
             model, search = search_configs(args)
-            problem_path, overrides = args.problem, parse_overrides(args.overrides)
+            overrides = parse_overrides(args.overrides)
             stem = Path(args.problem).stem
-            run_dir = Path(args.out or f"runs/solve-{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-            if (run_dir / STORE_NAME).exists():
-                raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}")
-        problem = load_problem(problem_path, overrides)
-        device, client = _start(search, model)
-        if not args.resume:
-            save_config(run_dir, problem_path, overrides, search, model)
-    except (ConfigError, ProblemError, LLMError, OSError, ValueError) as e:
+            run = RunDir(args.out or f"runs/solve-{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+            run.new_search()
+            problem = load_problem(args.problem, overrides)
+            settings = Settings(args.problem, overrides, search, model)
+        search, model, run_dir = settings.search, settings.model, run.path
+        device, client = _start(search, model, args.ray)
+        if args.resume:  # a --shrink holds on the CPU only: resumed on a GPU, the search is at the original sizes
+            problem = load_problem(settings.problem,
+                                   settings.searched_overrides() if device == "cpu" else settings.overrides)
+        if device == "cpu" and search.language == "triton":  # too large for the interpreter: before any model call
+            problem, changes = fit_interpreter(problem, "off" if args.resume else search.shrink, settings.overrides)
+            if changes:
+                settings.shrink = {name: list(pair) for name, pair in changes.items()}
+    except (ConfigError, ProblemError, LLMError, OSError, ValueError, StoreError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
     config = PoolConfig(device=device, compile_timeout_s=search.compile_timeout_s, run_timeout_s=search.run_timeout_s)
-    result, failed = _search(client, config, run_dir,
-                             lambda pool, display: solve(problem, search, client, pool, run_dir, display))
+    async def work(pool, display):
+        result = await solve(problem, search, client, pool, run_dir, display)
+        if result.summary:  # which backend and which nodes verified (summary.json's `verifier`)
+            from .scale import backend_record
+            result.summary["verifier"] = backend_record(pool)
+            run.write_summary(result.summary)
+        return result
+
+    result, failed = _search(client, config, run_dir, work,
+                             create=None if args.resume else lambda: run.save_settings(settings),
+                             made_here=not args.resume and not run_dir.exists(), ray=args.ray)
     if failed is not None:
         return failed
-    print(f"{result.summary['headline']}\nrun: {run_dir}" + (f"\nkernel: {run_dir / 'best.py'}" if result.best else ""))
+    print(f"{result.summary['headline']}\nrun: {run_dir}" + (f"\nkernel: {run.best}" if result.best else ""))
     if result.fatal:
         print(f"kernelsearch: error: {result.fatal} (recorded work is in {run_dir}; continue with --resume {run_dir})",
               file=sys.stderr)
@@ -330,7 +399,7 @@ def run_attention(args) -> int:
     except (SpecError, TraceError, ValueError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    passed = sum(v.status == "correct" for _, v in result.verdicts)
+    passed = sum(v.ok for _, v in result.verdicts)
     print(f"{spec.name}: {passed}/{len(result.verdicts)} shapes verified correct; kernel: {result.kernel_path}")
     return EXIT_CORRECT if result.ok else EXIT_REJECTED
 
@@ -341,29 +410,36 @@ def run_bench(args) -> int:
     from .config import ConfigError, parse_prices
     from .llm.client import LLMError, ModelConfig
     from .problem import ProblemError
-    from .search.bench import BENCH_NAME, load_bench, replay, run_bench as bench_loop, save_bench, tolerance_of
+    from .search.bench import load_bench, replay, run_bench as bench_loop, save_bench, tolerance_of
+    from .search.run_dir import RunDir
     from .search.solve import TOLERANCE_FIELDS, SolveConfig
+    from .store import StoreError
     from .suites import load_suite
-    from .verify import PoolConfig, WorkerPool, resolve_device
+    from .scale import describe_backend, open_pool
+    from .verify import PoolConfig, resolve_device
     from .verify.tolerance import check_settings, describe_settings
 
+    made_here = False  # a new bench directory that this command creates
     try:
         prices = parse_prices(args.price)
         gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+        if gpus and args.ray:
+            raise ConfigError("--gpus picks this machine's GPUs; with --ray every GPU of the cluster verifies")
         if args.replay:
             source = Path(args.replay)
-            if not (source / "problems").is_dir():
-                raise ConfigError(f"{source} holds no bench run to replay (no problems/)")
+            if not RunDir(source).problems.is_dir():
+                raise ConfigError(f"{source} holds no bench run to replay (no {RunDir(source).problems.name}/)")
             run_dir = Path(args.out or f"{source.as_posix().rstrip('/')}-replay-{time.strftime('%Y%m%d-%H%M%S')}")
             # the tolerance the run was searched under, unless --tolerance/--atol/--rtol say otherwise
             given = {k: getattr(args, k) for k in TOLERANCE_FIELDS if getattr(args, k) is not None}
-            saved = load_bench(source)["search"] if (source / BENCH_NAME).is_file() else {}
+            saved = load_bench(source)["search"] if RunDir(source).bench.is_file() else {}
             tolerance = {**tolerance_of(saved), **given}
             check_settings(tolerance["tolerance"], tolerance["atol"], tolerance["rtol"])
-            device = resolve_device(args.device or "auto")
-            with WorkerPool(PoolConfig(device=device, gpus=gpus)) as pool:
+            device = resolve_device(args.device or "auto") if not args.ray else _cluster_device(args.ray, args.device)
+            with open_pool(PoolConfig(device=device, gpus=gpus), args.ray) as pool:
                 replay(source, run_dir, pool, progress=lambda line: print(line, flush=True), tolerance=given)
                 context = {"replay of": str(source), "device": pool.info.get("device_name", device),
+                           "verifier": describe_backend(pool),
                            "torch": pool.info.get("torch", ""), "triton": pool.info.get("triton", ""),
                            "tolerance": describe_settings(tolerance["tolerance"], tolerance["atol"],
                                                           tolerance["rtol"])}
@@ -371,8 +447,9 @@ def run_bench(args) -> int:
         if args.resume:
             _only_budget_on_resume(args)
             run_dir = Path(args.resume)
-            if not (run_dir / BENCH_NAME).is_file():
-                raise ConfigError(f"{run_dir} holds no bench to resume (no {BENCH_NAME})")
+            if not RunDir(run_dir).bench.is_file():
+                raise ConfigError(f"{run_dir} holds no bench to resume (no {RunDir(run_dir).bench.name})")
+            RunDir(run_dir).check_readable()  # a damaged problem's store or file stops the resume here, in one line
             saved = load_bench(run_dir)
             problems, suite = saved["problems"], saved["suite"]
             search, model = SolveConfig(**saved["search"]), ModelConfig(**saved["model"])
@@ -383,34 +460,35 @@ def run_bench(args) -> int:
             model, search = search_configs(args)
             name = Path(args.suite).name if args.suite not in ("kernelbench", "attention") else args.suite
             run_dir = Path(args.out or f"runs/bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-            if (run_dir / BENCH_NAME).exists():
+            made_here = not run_dir.exists()
+            if RunDir(run_dir).bench.exists():
                 raise ConfigError(f"{run_dir} already holds a bench: continue it with --resume {run_dir}")
             suite = {"name": args.suite, "level": args.level, "problems": args.problems,
                      "kernelbench_dir": args.kernelbench_dir, "spec_dir": args.spec_dir}
-        device, client = _start(search, model)
+        device, client = _start(search, model, args.ray)
         if not args.resume:  # the attention suite builds its problems at the device's shapes
             problems = load_suite(args.suite, level=args.level, selection=args.problems,
                                   kernelbench_dir=args.kernelbench_dir, spec_dir=args.spec_dir, device=device,
                                   work_dir=run_dir / "suite")
             save_bench(run_dir, problems, suite, search, model)
-    except (ConfigError, ProblemError, LLMError, OSError, ValueError, RuntimeError) as e:
+    except (ConfigError, ProblemError, LLMError, OSError, ValueError, RuntimeError, StoreError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
     async def work(pool, display):
         concurrent = args.concurrent or 2 * len(pool.workers)  # the GPU verifies while models think
         outcomes = await bench_loop(problems, search, client, pool, run_dir, display, concurrent)
-        return outcomes, pool.info.get("device_name", device)
+        return outcomes, pool.info.get("device_name", device), describe_backend(pool)
 
     config = PoolConfig(device=device, gpus=gpus, compile_timeout_s=search.compile_timeout_s,
                         run_timeout_s=search.run_timeout_s)
-    result, failed = _search(client, config, run_dir, work)
+    result, failed = _search(client, config, run_dir, work, made_here=made_here, ray=args.ray)
     if failed is not None:
         return failed
-    outcomes, device_name = result
+    outcomes, device_name, verifier = result
     for key, outcome in outcomes.items():
         print(f"{key}: {outcome}")
-    context = {"suite": suite.get("name"), "device": device_name, "model": client.config.model,
+    context = {"suite": suite.get("name"), "device": device_name, "verifier": verifier, "model": client.config.model,
                "endpoint": client.config.base_url, "budget per problem": f"{search.budget_s:g} s",
                "lanes": search.lanes, "language": search.language,
                "tolerance": describe_settings(search.tolerance, search.atol, search.rtol)}
@@ -420,16 +498,18 @@ def run_bench(args) -> int:
 def _finish_bench(run_dir: Path, context: dict, prices) -> int:
     """Metrics, results.csv, summary.json and report.html for a bench or replay run."""
     from .report.metrics import load_results, summarize, write_results
+    from .search.run_dir import RunDir
 
+    run = RunDir(run_dir)
     results = load_results(run_dir)
     summary = summarize(results, prices)
     write_results(run_dir, results, {**summary, "context": context})
-    (run_dir / "context.json").write_text(json.dumps(context, indent=2) + "\n")
+    run.context.write_text(json.dumps(context, indent=2) + "\n")
     report = _write_report(run_dir, results, context, prices)
     fast = summary["fast_p"]["eager"]["1"]
     print(f"{summary['correct']}/{summary['problems']} problems correct"
           + (f"; fast_1 vs eager {fast:.0%}" if fast is not None else "; not timed (no GPU)")
-          + f"\nresults: {run_dir / 'results.csv'}, {run_dir / 'summary.json'}"
+          + f"\nresults: {run.results}, {run.summary}"
           + (f"\nreport: {report}" if report else ""))
     return EXIT_CORRECT if summary["correct"] else EXIT_REJECTED
 
@@ -447,15 +527,17 @@ def _write_report(run_dir: Path, results, context: dict, prices) -> Path | None:
 def run_report(args) -> int:
     from .config import ConfigError, parse_prices
     from .report.metrics import load_results
+    from .search.run_dir import RunDir, RunDirError
+    from .store import StoreError
 
     run_dir = Path(args.run_dir)
     try:
         prices = parse_prices(args.price)
         results = load_results(run_dir)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, StoreError, RunDirError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    context_path = run_dir / "context.json"
+    context_path = RunDir(run_dir).context
     context = json.loads(context_path.read_text()) if context_path.exists() else {"run": str(run_dir)}
     report = _write_report(run_dir, results, context, prices)
     if report is None:
@@ -467,11 +549,43 @@ def run_report(args) -> int:
     return EXIT_CORRECT
 
 
+def run_retime(args) -> int:
+    """Every correct kernel of a run verified and timed again here; the fastest becomes the run's best."""
+    from .problem import ProblemError
+    from .search.retime import retime, targets
+    from .search.run_dir import RunDir, RunDirError
+    from .store import StoreError
+    from .verify import PoolConfig, WorkerPool, resolve_device
+
+    run = RunDir(args.run_dir)
+    try:
+        if not (run.holds_search() or run.holds_bench()):
+            raise RunDirError(f"{run} is not a kernelsearch run (no {run.store.name}, no {run.bench.name})")
+        run.check_readable()
+        found = targets(run, args.sizes)
+        device = resolve_device(args.device)
+        if device != "cuda":
+            raise RunDirError("re-timing needs a GPU: without one nothing is timed, so there is nothing to rank "
+                              "(run it where torch sees a CUDA device)")
+    except (RunDirError, StoreError, ProblemError, OSError, ValueError) as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    with WorkerPool(PoolConfig(device=device)) as pool:
+        summaries = [retime(t, pool.verify, args.sizes, progress=lambda line: print(line, flush=True))
+                     for t in found]
+        device_name = pool.info.get("device_name", device)
+    if run.holds_bench() and not run.holds_search():  # the bench's metrics and report from the new verdicts
+        context = json.loads(run.context.read_text()) if run.context.is_file() else {"run": str(run)}
+        return _finish_bench(run.path, {**context, "re-timed on": f"{device_name}, {args.sizes} sizes"}, None)
+    return EXIT_CORRECT if any(s["solved"] for s in summaries) else EXIT_REJECTED
+
+
 def run_verify(args) -> int:
     from .problem import ProblemError, load_problem, parse_overrides
-    from .verify import PoolConfig, WorkerPool, make_request
+    from .scale import describe_backend, open_pool
+    from .verify import PoolConfig, make_request
     from .verify.tolerance import ToleranceError, check_settings
-    from .verify.verdict import format_verdict
+    from .verify.verdict import Status, format_verdict
 
     try:
         check_settings(args.tolerance, args.atol, args.rtol)
@@ -491,16 +605,18 @@ def run_verify(args) -> int:
                            rtol=args.rtol)
     config = PoolConfig(device=args.device, compile_timeout_s=args.compile_timeout, run_timeout_s=args.run_timeout)
     try:
-        with WorkerPool(config) as pool:
+        with open_pool(config, args.ray) as pool:
             verdict = pool.verify(request)
-    except (RuntimeError, ValueError) as e:
+            if args.ray and not args.json:
+                print(f"verifier: {describe_backend(pool)}")
+    except (RuntimeError, ValueError) as e:  # ValueError: scale.cluster.ClusterError (no Ray, no cluster there)
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
         print(json.dumps(verdict.to_json(), indent=2))
     else:
         print(format_verdict(verdict))
-    if verdict.status == "problem_error":
+    if verdict.status == Status.PROBLEM_ERROR:
         return EXIT_USAGE
     return EXIT_CORRECT if verdict.ok else EXIT_REJECTED
 

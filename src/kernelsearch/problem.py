@@ -44,6 +44,12 @@ class Problem:
         Derived constants (dim = 2 * N) follow their sources. `only` names the constants that are sizes
         (generated problems know theirs), in place of the naming rule of sizes.py. The worker checks that the
         reference runs at this shape and skips the check (saying so) when it does not."""
+        return self.resized(lambda name, value, multiple: second_value(value, multiple), only)
+
+    def resized(self, new_size, only: set[str] | None = None) -> Variant | None:
+        """The problem with each size (the ones `variant` changes, by the same rule) given
+        `new_size(name, value, multiple)`: `multiple` is what the model needs the size to stay a multiple of
+        (1 inside a tuple). None when nothing changes."""
         tree = ast.parse(self.source)
         assignments = _assignments(tree)
         depends_on = {a.name: _names(a.node) for a in assignments}
@@ -64,7 +70,7 @@ class Problem:
             else:
                 sized = is_size(name, value, read_by_model=name in reads, built_into_model=name in built_in,
                                 in_tuple=in_tuple)
-            return second_value(value, 1 if in_tuple else multiple.get(name, 1)) if sized else value
+            return new_size(name, value, 1 if in_tuple else multiple.get(name, 1)) if sized else value
 
         texts: dict[str, str] = {}
         for a in assignments:

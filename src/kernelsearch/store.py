@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .verify.verdict import Status, Timing
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -36,7 +38,24 @@ CREATE TABLE IF NOT EXISTS attempts (
     llm_s REAL,
     verify_s REAL
 );
+CREATE TABLE IF NOT EXISTS retimes (
+    id INTEGER PRIMARY KEY,
+    attempt_id INTEGER NOT NULL,         -- the attempt whose code was verified and timed again (kernelsearch retime)
+    at TEXT NOT NULL,                    -- wall-clock time, ISO 8601 (UTC)
+    device TEXT NOT NULL,
+    sizes TEXT NOT NULL,                 -- original (the problem file's own) or searched (--set / --shrink applied)
+    status TEXT NOT NULL,
+    speedup_eager REAL,
+    speedup_compile REAL,
+    candidate_ms REAL,
+    verdict TEXT NOT NULL                -- the verifier's JSON verdict
+);
 """
+ELAPSED = "elapsed_s"  # meta: budget seconds the run has spent, over all its sessions
+
+
+class StoreError(Exception):
+    """A store that cannot be read: not an SQLite file, damaged, or of another schema (CLI exit 2)."""
 
 
 @dataclass
@@ -68,7 +87,7 @@ class Attempt:
 
     @property
     def correct(self) -> bool:
-        return self.status == "correct"
+        return self.status == Status.CORRECT
 
 
 class RunStore:
@@ -80,10 +99,24 @@ class RunStore:
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.lock = threading.Lock()
-        with self.lock:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA busy_timeout=5000")
-            self.db.executescript(SCHEMA)
+        try:
+            with self.lock:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA busy_timeout=5000")
+                self.db.executescript(SCHEMA)
+                self._check()
+        except (sqlite3.DatabaseError, StoreError) as e:  # garbage, a truncated file, another program's tables
+            self.db.close()
+            raise StoreError(f"{self.path} is damaged or not a kernelsearch store ({e})") from None
+
+    def _check(self) -> None:
+        problems = [r[0] for r in self.db.execute("PRAGMA quick_check").fetchall() if r[0] != "ok"]
+        if problems:
+            raise StoreError(problems[0])
+        columns = {r["name"] for r in self.db.execute("PRAGMA table_info(attempts)")}
+        missing = [name for name in Attempt.__dataclass_fields__ if name not in columns]
+        if missing:
+            raise StoreError(f"its attempts table has no column {missing[0]}")
 
     # ---- meta ------------------------------------------------------------------------------------------------
     def set_meta(self, key: str, value) -> None:
@@ -100,9 +133,9 @@ class RunStore:
         with self.lock:
             cursor = self.db.execute(
                 "INSERT INTO attempts (lane, step, strategy, base_id, session, started_s, started_at, status, prompt)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-                (lane, step, strategy, base_id, session, started_s,
-                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), prompt))
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (lane, step, strategy, base_id, session, started_s, _now(), Status.PENDING, prompt))
+            self._spent(started_s)
             return cursor.lastrowid
 
     def update(self, attempt_id: int, **fields) -> None:
@@ -111,16 +144,44 @@ class RunStore:
         names = ", ".join(f"{k} = ?" for k in fields)
         with self.lock:
             self.db.execute(f"UPDATE attempts SET {names} WHERE id = ?", (*fields.values(), attempt_id))
+            if fields.get("finished_s") is not None:
+                self._spent(fields["finished_s"])
+
+    def _spent(self, budget_s: float) -> None:
+        """The budget spent is at least what any attempt has recorded, whatever its outcome (an answer without
+        code, a failed call): a killed run resumes with it spent (under the caller's lock)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (ELAPSED,)).fetchone()
+        if row is None or json.loads(row["value"]) < budget_s:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (ELAPSED, json.dumps(budget_s)))
 
     def abandon_pending(self) -> int:
         """Attempts a killed run left unfinished become `cancelled` (their prompts stay on record)."""
         with self.lock:
-            return self.db.execute("UPDATE attempts SET status = 'cancelled' WHERE status = 'pending'").rowcount
+            return self.db.execute("UPDATE attempts SET status = ? WHERE status = ?",
+                                   (Status.CANCELLED, Status.PENDING)).rowcount
 
     def attempts(self) -> list[Attempt]:
         rows = self.db.execute("SELECT * FROM attempts ORDER BY id").fetchall()
         return [Attempt(**{**dict(r), "verdict": json.loads(r["verdict"]) if r["verdict"] else None}) for r in rows]
 
+    # ---- re-timing (kernelsearch retime) -------------------------------------------------------------------
+    def record_retime(self, attempt_id: int, device: str, sizes: str, verdict: dict) -> None:
+        timing = Timing.of(verdict.get("timing"))
+        with self.lock:
+            self.db.execute(
+                "INSERT INTO retimes (attempt_id, at, device, sizes, status, speedup_eager, speedup_compile, "
+                "candidate_ms, verdict) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (attempt_id, _now(), device, sizes, verdict["status"], timing and timing.speedup("eager"),
+                 timing and timing.speedup("compile"), timing and timing.candidate_ms, json.dumps(verdict)))
+
+    def retimes(self) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM retimes ORDER BY id").fetchall()
+        return [{**dict(r), "verdict": json.loads(r["verdict"])} for r in rows]
+
     def close(self) -> None:
         with self.lock:
             self.db.close()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -15,7 +15,7 @@ import anyio
 from ..verify import PoolConfig, Verdict, VerifyRequest, WorkerPool, make_request
 from ..verify.static_checks import check_source
 from ..verify.tolerance import DEFAULT_PROFILE, DTYPES, check_settings
-from ..verify.verdict import format_verdict
+from ..verify.verdict import Status, format_verdict
 from .arguments import ArgumentError, file_argument_path, load_problem_argument, read_file_argument
 from .gpu_turns import GpuTurns
 from .probe_runner import Probes
@@ -181,4 +181,4 @@ def verdict_answer(v: Verdict) -> Answer:
     mismatch = next((t["mismatch"] for t in v.trials if t.get("mismatch")), None)
     summary = format_verdict(v)
     return Answer(summary, {**v.to_json(), "mismatch": mismatch, "summary": summary},
-                  is_error=v.status == "problem_error")
+                  is_error=v.status == Status.PROBLEM_ERROR)

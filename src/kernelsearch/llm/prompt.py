@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from string import Template
@@ -26,13 +26,22 @@ class Strategy:
     text: str
     after: tuple[str, ...]
     language: str | None = None
+    needs: tuple[str, ...] = ()  # problem traits of which one must be present (none: always offered)
+    bounds: tuple[str, ...] = ()  # the measured limits (memory, compute, launch) an optimization answers
+    met_by: str | None = None  # a goal which, when the kernel to improve meets it, makes the strategy moot
 
 
 @cache
 def strategies() -> dict[str, Strategy]:
     table = tomllib.loads(template("strategies.toml"))
-    return {name: Strategy(name, s["title"], s["text"].strip(), tuple(s["after"]), s.get("language"))
+    return {name: Strategy(name, s["title"], s["text"].strip(), tuple(s["after"]), s.get("language"),
+                           tuple(s.get("needs", ())), tuple(s.get("bounds", ())), s.get("met_by"))
             for name, s in table.items()}
+
+
+@cache
+def precision_notes() -> dict:
+    return tomllib.loads(template("precision.toml"))
 
 
 @dataclass
@@ -41,34 +50,126 @@ class Previous:
     strategy: str
     code: str | None
     verdict: Verdict | None = None
-    problem: str = ""  # why there was nothing to verify (no code, a failed model call)
+    problem: str = ""  # why there was nothing to verify (no code, a failed model call, a duplicate)
+    attempt_id: int | None = None  # the attempt in the store (a fix's base)
+    status: str = ""  # set where it is not the verdict's: no_code, duplicate
 
 
 def build_prompt(problem_source: str, *, language: str, dtype: str, device: str, strict: bool, strategy: Strategy,
                  best: tuple[str, str] | None = None, previous: Previous | None = None,
-                 tolerance: Tolerance | None = None) -> str:
-    """The user turn for one attempt. `best` is (source, one-line summary) of the best verified kernel;
-    `tolerance` the one in force (default: the default profile's for `dtype`)."""
+                 tolerance: Tolerance | None = None, problem_notes: str = "", parent_heading: str = "",
+                 parent_notes: str = "", previous_notes: str = "", cpu: bool | None = None,
+                 fusion_rule: str = "", pass_rule: str = "", tried_elsewhere: list[str] = ()) -> str:
+    """The user turn for one attempt. `best` is (source, one-line summary) of the kernel to build on (the best
+    verified one unless `parent_heading` says otherwise); `tolerance` the one in force (default: the default
+    profile's for `dtype`), stated once. `problem_notes` follow the problem (its profile, `size_note`), the
+    notes of the kernel to build on and of the previous attempt follow them (search.feedback's timing lines).
+    `cpu` (default: read from `device`) says up front, once, that nothing is timed here (and adds the hint for a
+    failure only the interpreter gives); `fusion_rule` and `pass_rule` are the problem's (search.problem_profile);
+    `tried_elsewhere`, one line per design other lanes tried, lets this one choose another."""
     tolerance = tolerance or resolve_tolerance(DEFAULT_PROFILE, dtype)
+    if cpu is None:
+        cpu = device.lower().startswith("cpu")
     best_section = ""
     if best:
-        best_section = Template(template("best.md")).substitute(best_source=best[0].strip(), best_summary=best[1])
+        best_section = Template(template("best.md")).substitute(
+            best_source=best[0].strip(), parent_heading=parent_heading or f"The best verified kernel so far "
+                                                                           f"({best[1]})",
+            parent_notes=_block(parent_notes, before="\n"))
     feedback_section = ""
     if previous is not None:
         code_section = ""
-        if previous.code and (best is None or previous.code != best[0]):  # the best is shown already
+        if previous.code and (best is None or previous.code != best[0]):  # the kernel to build on is shown already
             code_section = f"\nYour previous code:\n\n```python\n{previous.code.strip()}\n```\n"
-        report = format_verdict(previous.verdict) if previous.verdict else previous.problem
+        report = previous.problem
+        if previous.verdict:  # the tolerance and the --set changes are said once, above, not in every verdict
+            report = format_verdict(replace(previous.verdict, overrides={}, tolerance="", checks={
+                k: c for k, c in previous.verdict.checks.items() if k != "roofline"}))  # previous_notes say it
+            report += f"\n{previous.problem}" if previous.problem else ""
+        hint = interpreter_hint(report) if cpu and language == "triton" and previous.verdict else ""
         feedback_section = Template(template("feedback.md")).substitute(
             previous_strategy=strategies()[previous.strategy].title if previous.strategy in strategies()
             else previous.strategy,
-            verdict_report=cut_report(report), previous_code_section=code_section)
+            verdict_report=cut_report(report) + (f"\n\n{hint}" if hint else ""), previous_code_section=code_section,
+            previous_notes=_block(previous_notes, before="\n"))
     return Template(template("attempt.md")).substitute(
-        language_name=LANGUAGES[language], device=device, problem_source=problem_source.strip(),
+        language_name=LANGUAGES[language], judged=judged(device, language, cpu), problem_source=problem_source.strip(),
+        problem_notes=_block(problem_notes, before="\n"),
         tolerance=tolerance_text(tolerance), dtype=dtype, language_rules=template(f"rules_{language}.md").strip(),
         strict_note=" only without --strict (this run is strict: every compute op must be yours)" if strict else "",
         best_section=best_section, feedback_section=feedback_section,
-        strategy_title=strategy.title, strategy_text=strategy.text)
+        tried_section=Template(template("tried.md")).substitute(designs="\n".join(
+            f"- {line}" for line in tried_elsewhere)) if tried_elsewhere else "",
+        strategy_title=strategy.title, strategy_text=strategy_text(strategy, tolerance, language, fusion_rule,
+                                                                   pass_rule, cpu))
+
+
+def judged(device: str, language: str, cpu: bool | None = None) -> str:
+    """How the kernel is judged: on a GPU for correctness then speed; on a CPU for correctness alone (Triton in
+    the interpreter; CUDA only compiled), with nothing timed - said once, in the prompt's first lines."""
+    if cpu is None:
+        cpu = device.lower().startswith("cpu")
+    name = f"judged_cpu_{language}.md" if cpu else "judged_gpu.md"
+    return Template(template(name)).substitute(device=device).strip()
+
+
+LOOSE_FOR_TF32 = 1e-2  # TF32 rounds each input to ~5e-4 relative; tolerances from 1e-2 up absorb that
+# The fuse strategy's rule where the problem's profile gives none (search.problem_profile: fusion_rule).
+GENERIC_FUSION_RULE = ("the elementwise work that follows a product, a convolution or a reduction belongs in the "
+                       "kernel that produces its input")
+
+
+# The one-pass strategies' rule where the problem's profile gives none (search.problem_profile: pass_rule).
+GENERIC_PASS_RULE = ("where the kernel reads its input a second time (once for a statistic, once to apply it), keep "
+                     "the data in registers between the two, or use an online formulation (a running max and sum "
+                     "for softmax-like work)")
+# How the tune strategy chooses launch parameters: the Triton interpreter of a CPU run fails on an autotuner of
+# more than one config ("RuntimeError: 0 active drivers", seen in a relay run on KernelBench L1 36).
+LAUNCH_CHOICE = {
+    ("triton", False): "you may use `triton.autotune` over a few configs, keyed on the sizes",
+    ("triton", True): "computed in `forward` from the input sizes; no `triton.autotune`: this CPU run's Triton "
+                      "interpreter cannot run an autotuner of several configs",
+    ("cuda", False): "computed in `forward` from the input sizes",
+}
+
+
+def strategy_text(strategy: Strategy, tolerance: Tolerance, language: str, fusion_rule: str = "",
+                  pass_rule: str = "", cpu: bool = False) -> str:
+    """The strategy's text with the precision note for this tolerance and language, the problem's fusion and
+    one-pass rules, and how to choose launch parameters on this device, where it asks for them."""
+    if tolerance.dtype != "fp32":
+        key = "half"
+    else:
+        key = "fp32_loose" if min(tolerance.atol, tolerance.rtol) >= LOOSE_FOR_TF32 else "fp32"
+    return Template(strategy.text).safe_substitute(
+        precision=precision_notes()[key][language].strip(), fusion_rule=fusion_rule or GENERIC_FUSION_RULE,
+        pass_rule=pass_rule or GENERIC_PASS_RULE,
+        launch_choice=LAUNCH_CHOICE[(language, cpu and language == "triton")])
+
+
+@cache
+def interpreter_quirks() -> dict:
+    return tomllib.loads(template("interpreter.toml"))
+
+
+def interpreter_hint(report: str) -> str:
+    """The hint for a failure only the Triton interpreter gives (prompts/interpreter.toml), when the report shows
+    one; else ""."""
+    return next((q["hint"].strip() for q in interpreter_quirks().values() if q["error"] in report), "")
+
+
+def size_note(overrides: dict) -> str:
+    """Once per prompt, when --set (or a shrink) changed the problem: the original sizes are the target.
+    `overrides` is Problem.overrides: NAME -> (old, new) as source text."""
+    if not overrides:
+        return ""
+    changes = ", ".join(f"{name} = {new} (originally {old})" for name, (old, new) in overrides.items())
+    return Template(template("sizes.md")).substitute(changes=changes).strip("\n")
+
+
+def _block(text: str, before: str = "") -> str:
+    """A note as a paragraph of its own, or nothing."""
+    return f"{before}{text.strip()}\n" if text and text.strip() else ""
 
 
 def tolerance_text(t: Tolerance) -> str:

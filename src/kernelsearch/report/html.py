@@ -7,12 +7,14 @@ import json
 import time
 from pathlib import Path
 
-from ..verify.verdict import Verdict, format_verdict
+from ..search.run_dir import RunDir
+from ..verify.verdict import Status, Verdict, format_verdict
 from .metrics import BASELINES, P_VALUES, ProblemResult, summarize
 
-STATUS_COLORS = {"correct": "#2e7d32", "incorrect": "#c62828", "compile_error": "#ef6c00", "runtime_error": "#ad1457",
-                 "timeout": "#6a1b9a", "rejected": "#37474f", "no_code": "#90a4ae", "llm_error": "#bdbdbd",
-                 "compiled": "#1565c0", "problem_error": "#795548"}
+STATUS_COLORS = {Status.CORRECT: "#2e7d32", Status.INCORRECT: "#c62828", Status.COMPILE_ERROR: "#ef6c00",
+                 Status.RUNTIME_ERROR: "#ad1457", Status.TIMEOUT: "#6a1b9a", Status.REJECTED: "#37474f",
+                 Status.NO_CODE: "#90a4ae", Status.LLM_ERROR: "#bdbdbd", Status.COMPILED: "#1565c0",
+                 Status.PROBLEM_ERROR: "#795548", Status.DUPLICATE: "#cfd8dc"}
 STATUS_ORDER = list(STATUS_COLORS)
 
 
@@ -82,7 +84,7 @@ def trajectory_plot(result: ProblemResult) -> str:
     points = sorted(result.timeline, key=lambda p: p.t)
     best, xs, ys = 0.0, [], []
     for p in points:
-        if p.status == "correct" and p.speedup_eager:
+        if p.status == Status.CORRECT and p.speedup_eager:
             best = max(best, p.speedup_eager)
             xs.append(p.t / 60)
             ys.append(best)
@@ -224,6 +226,6 @@ window.addEventListener("load", () => {{
 
 def write_report(run_dir: Path, results: list[ProblemResult], context: dict,
                  prices: tuple[float, float] | None = None) -> Path:
-    path = Path(run_dir) / "report.html"
+    path = RunDir(run_dir).report
     path.write_text(render(results, f"kernelsearch — {Path(run_dir).resolve().name}", context, prices))
     return path

@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..store import RunStore
+from ..search.run_dir import RunDir
+from ..verify.verdict import Status, Timing
 
 P_VALUES = (0.0, 1.0, 1.5, 2.0)  # KernelBench reports fast_0 and fast_1; 1.5 and 2 show the tail
 BASELINES = ("eager", "compile")
@@ -34,18 +35,20 @@ class ProblemResult:
     state: str = "finished"  # finished, unfinished (no summary yet), error
     error: str | None = None
 
+    @property
+    def timed(self) -> Timing | None:
+        return Timing.of((self.verdict or {}).get("timing"))
+
     def speedup(self, baseline: str) -> float | None:
-        timing = (self.verdict or {}).get("timing") or {}
-        return timing.get(f"speedup_vs_{baseline}") if self.solved else None
+        return self.timed.speedup(baseline) if self.solved and self.timed else None
 
     def ms(self, which: str) -> float | None:
-        value = ((self.verdict or {}).get("timing") or {}).get(which)
-        return value.get("median_ms") if isinstance(value, dict) else None
+        return self.timed.ms(which) if self.timed else None
 
     def first(self, faster: bool = False) -> float | None:
         """Budget seconds until the first correct kernel (faster than eager PyTorch, with `faster`)."""
         times = [p.t for p in self.timeline
-                 if p.status == "correct" and (not faster or (p.speedup_eager or 0) > 1.0)]
+                 if p.status == Status.CORRECT and (not faster or (p.speedup_eager or 0) > 1.0)]
         return min(times, default=None)
 
     @property
@@ -59,43 +62,39 @@ class ProblemResult:
 # ---- reading runs ------------------------------------------------------------------------------------------
 def load_results(run_dir: Path) -> list[ProblemResult]:
     """Every problem of a bench or replay run, or the one problem of a solve run."""
-    run_dir = Path(run_dir)
-    if (run_dir / "store.sqlite").exists():
-        return [_problem(run_dir, run_dir.name)]
-    problems = run_dir / "problems"
-    if not problems.is_dir():
-        raise FileNotFoundError(f"{run_dir} is not a kernelsearch run (no store.sqlite, no problems/)")
-    return [_problem(d, d.name) for d in sorted(p for p in problems.iterdir() if p.is_dir())]
+    run = RunDir(run_dir)
+    if run.holds_search():
+        return [_problem(run, run.path.name)]
+    if not run.problems.is_dir():
+        raise FileNotFoundError(f"{run} is not a kernelsearch run (no {run.store.name}, no {run.problems.name}/)")
+    return [_problem(d, d.path.name) for d in run.problem_dirs()]
 
 
-def _problem(d: Path, key: str) -> ProblemResult:
+def _problem(d: RunDir, key: str) -> ProblemResult:
+    """One search's result; a damaged store raises store.StoreError."""
     result = ProblemResult(key=key, solved=False)
-    if (d / "replay.json").exists():  # a replay: the earlier run's kernel, verified again here
-        result.verdict = json.loads((d / "replay.json").read_text())
-        result.solved = result.verdict.get("status") == "correct"
-        result.source = (d / "best.py").read_text() if (d / "best.py").exists() else None
+    if d.replay.exists():  # a replay: the earlier run's kernel, verified again here
+        result.verdict = json.loads(d.replay.read_text())
+        result.solved = result.verdict.get("status") == Status.CORRECT
+        result.source = d.read_best()
         return result
-    if (d / "store.sqlite").exists():
-        store = RunStore(d / "store.sqlite")
-        try:
-            attempts = store.attempts()
-        finally:
-            store.close()
+    if d.holds_search():
+        attempts = d.attempts()
         result.timeline = [Point(a.finished_s, a.status, a.speedup_eager) for a in attempts
-                           if a.finished_s is not None and a.status not in ("pending", "cancelled")]
+                           if a.finished_s is not None and a.status not in (Status.PENDING, Status.CANCELLED)]
         result.tokens = {k: sum(getattr(a, k) or 0 for a in attempts) for k in TOKEN_KINDS}
-    if (d / "summary.json").exists():
-        summary = json.loads((d / "summary.json").read_text())
+    summary = d.read_summary()
+    if summary is not None:
         result.key = summary.get("problem") or result.key
         result.budget_s = summary.get("budget_s")
         result.solved = bool(summary.get("solved"))
         if summary.get("best"):
             result.verdict = summary["best"]["cold_check"]
-            result.source = (d / "best.py").read_text() if (d / "best.py").exists() else None
+            result.source = d.read_best()
     else:
         result.state = "unfinished"
-    if (d / "error.txt").exists():
-        result.state, result.error = "error", (d / "error.txt").read_text().splitlines()[0]
+    if d.error.exists():
+        result.state, result.error = "error", d.error.read_text().splitlines()[0]
     return result
 
 
@@ -157,11 +156,12 @@ CSV_COLUMNS = ("problem", "state", "solved", "speedup_vs_eager", "speedup_vs_com
 
 def write_results(run_dir: Path, results: list[ProblemResult], summary: dict) -> None:
     """`results.csv` (one row per problem) and `summary.json` (the metrics) in the run directory."""
-    with open(run_dir / "results.csv", "w", newline="") as f:
+    run = RunDir(run_dir)
+    with open(run.results, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for r in results:
             writer.writerow([r.key, r.state, int(r.solved), r.speedup("eager"), r.speedup("compile"),
                              r.ms("candidate"), r.ms("eager"), r.ms("compile"), r.first(), r.first(faster=True),
                              len(r.timeline), *(r.tokens.get(k, 0) for k in TOKEN_KINDS), r.error or ""])
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    run.write_summary(summary)

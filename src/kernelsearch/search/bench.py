@@ -10,17 +10,13 @@ from pathlib import Path
 
 from ..llm.client import LLMClient, LLMError
 from ..problem import ProblemError, load_problem
+from ..shrink import as_overrides, fit_interpreter
 from ..suites import SuiteProblem
 from ..verify import WorkerPool, make_request
+from ..verify.verdict import Status, Timing
 from .display import Display
-from .solve import SUMMARY_NAME, TOLERANCE_FIELDS, SolveConfig, solve
-
-BENCH_NAME, PROBLEMS_DIR, PROBLEM_FILE, ERROR_FILE, REPLAY_NAME = (
-    "bench.json", "problems", "problem.py", "error.txt", "replay.json")
-
-
-def problem_dir(run_dir: Path, problem: SuiteProblem) -> Path:
-    return run_dir / PROBLEMS_DIR / problem.key
+from .run_dir import RunDir
+from .solve import TOLERANCE_FIELDS, SolveConfig, solve
 
 
 def save_bench(run_dir: Path, problems: list[SuiteProblem], suite: dict, search: SolveConfig, model) -> None:
@@ -28,11 +24,11 @@ def save_bench(run_dir: Path, problems: list[SuiteProblem], suite: dict, search:
     run_dir.mkdir(parents=True, exist_ok=True)
     data = {"suite": suite, "search": asdict(search), "model": asdict(model.resolved()) if model else None,
             "problems": [{**asdict(p), "path": str(p.path)} for p in problems]}
-    (run_dir / BENCH_NAME).write_text(json.dumps(data, indent=2) + "\n")
+    RunDir(run_dir).bench.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def load_bench(run_dir: Path) -> dict:
-    data = json.loads((run_dir / BENCH_NAME).read_text())
+    data = RunDir(run_dir).read_bench()
     data["problems"] = [SuiteProblem(**{**p, "path": Path(p["path"])}) for p in data["problems"]]
     return data
 
@@ -46,8 +42,9 @@ async def run_bench(problems: list[SuiteProblem], search: SolveConfig, client: L
     outcomes: dict[str, str] = {}
 
     async def one(problem: SuiteProblem) -> None:
-        out = problem_dir(run_dir, problem)
-        if _finished(out):
+        run = RunDir(run_dir).problem(problem.key)
+        out = run.path
+        if _finished(run):
             outcomes[problem.key] = "skipped (finished)"
             return
         async with slots:
@@ -56,12 +53,12 @@ async def run_bench(problems: list[SuiteProblem], search: SolveConfig, client: L
                 return
             try:
                 out.mkdir(parents=True, exist_ok=True)
-                if not (out / PROBLEM_FILE).exists():  # keep the exact text solved, for report and --replay
-                    shutil.copyfile(problem.path, out / PROBLEM_FILE)
-                loaded = load_problem(out / PROBLEM_FILE)
+                if not run.problem_file.exists():  # keep the exact text solved, for report, --replay and retime
+                    shutil.copyfile(problem.path, run.problem_file)
+                variant = set(problem.variant_names) if problem.variant_names else None
+                loaded = _sized(run, search.shrink, pool.device, variant)
                 loaded.name = problem.key
                 config = replace(search, dtype=problem.dtype or search.dtype)
-                variant = set(problem.variant_names) if problem.variant_names else None
                 result = await solve(loaded, config, client, pool, out, display, problem.key, variant)
                 outcomes[problem.key] = result.summary["headline"]
                 if result.fatal:  # a bad key or a dead endpoint fails every problem alike
@@ -79,15 +76,31 @@ async def run_bench(problems: list[SuiteProblem], search: SolveConfig, client: L
     return outcomes
 
 
-def _finished(out: Path) -> bool:
+def _sized(run: RunDir, shrink: str, device: str, variant: set[str] | None):
+    """The problem at the sizes its search runs at: on a GPU its own; on the CPU those a --shrink recorded before,
+    or its own checked against the interpreter's limit (and scaled down with --shrink auto) before its first model
+    call."""
+    problem = load_problem(run.problem_file)
+    if device != "cpu":
+        return problem
+    recorded = run.shrink()
+    if recorded:
+        return load_problem(run.problem_file, as_overrides(recorded))
+    problem, changes = fit_interpreter(problem, shrink, {}, variant)
+    if changes:
+        run.record_shrink(changes)
+    return problem
+
+
+def _finished(run: RunDir) -> bool:
     """Searched to the end; a search cut short by a fatal model error runs again on --resume."""
-    summary = out / SUMMARY_NAME
-    return summary.exists() and not json.loads(summary.read_text()).get("fatal_error")
+    summary = run.read_summary()
+    return summary is not None and not summary.get("fatal_error")
 
 
 def _failed(out: Path, message: str, detail: str = "") -> str:
     out.mkdir(parents=True, exist_ok=True)
-    (out / ERROR_FILE).write_text(message + ("\n\n" + detail if detail else "") + "\n")
+    RunDir(out).error.write_text(message + ("\n\n" + detail if detail else "") + "\n")
     return message
 
 
@@ -98,33 +111,33 @@ def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, s
     tolerance the run was searched under."""
     verdicts = {}
     found_under = _search_settings(source_run)
-    for problem_path in sorted((source_run / PROBLEMS_DIR).glob(f"*/{PROBLEM_FILE}")):
-        key = problem_path.parent.name
-        best = problem_path.parent / "best.py"
-        out = out_run / PROBLEMS_DIR / key
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(problem_path, out / PROBLEM_FILE)
-        summary_path = problem_path.parent / SUMMARY_NAME
-        if summary_path.exists():
-            shutil.copyfile(summary_path, out / "search_summary.json")
-        if not best.exists():
+    for searched in RunDir(source_run).problem_dirs():
+        if not searched.problem_file.is_file():
+            continue
+        key = searched.path.name
+        out = RunDir(out_run).problem(key)
+        out.path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(searched.problem_file, out.problem_file)
+        if searched.summary.exists():
+            shutil.copyfile(searched.summary, out.search_summary)
+        if not searched.best.exists():
             verdicts[key] = {"status": "no_kernel", "message": "the run found no correct kernel"}
         else:
-            shutil.copyfile(best, out / "best.py")
+            shutil.copyfile(searched.best, out.best)
             settings = {**found_under.get(key, {}), **(tolerance or {})}
             try:
-                problem = load_problem(out / PROBLEM_FILE)
+                problem = load_problem(out.problem_file)
             except ProblemError as e:
-                verdicts[key] = {"status": "problem_error", "message": str(e)}
+                verdicts[key] = {"status": Status.PROBLEM_ERROR, "message": str(e)}
             else:
                 problem.name = key
                 variant = set(settings["variant_names"]) if settings.get("variant_names") else None
-                request = make_request(problem, best.read_text(), "best", variant,
+                request = make_request(problem, out.best.read_text(), "best", variant,
                                        dtype=settings.get("dtype", "fp32"), trials=trials, seed=seed, timing=True,
                                        strict=settings.get("strict", False),
                                        **{k: settings[k] for k in TOLERANCE_FIELDS if k in settings})
                 verdicts[key] = pool.verify(request).to_json()
-        (out / REPLAY_NAME).write_text(json.dumps(verdicts[key], indent=2) + "\n")
+        out.replay.write_text(json.dumps(verdicts[key], indent=2) + "\n")
         progress(f"{key}: {verdicts[key]['status']}" + _speed(verdicts[key]))
     return verdicts
 
@@ -132,7 +145,7 @@ def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, s
 def _search_settings(run: Path) -> dict[str, dict]:
     """Per problem key: the dtype, strictness and second-shape rule its kernel was found under (from the bench
     that ran it, read once)."""
-    if not (run / BENCH_NAME).exists():
+    if not RunDir(run).bench.exists():
         return {}
     saved = load_bench(run)
     search = saved["search"]
@@ -149,10 +162,5 @@ def tolerance_of(search: dict) -> dict:
 
 
 def _speed(verdict: dict) -> str:
-    timing = verdict.get("timing") or {}
-    if "speedup_vs_eager" not in timing:
-        return ""
-    text = f", {timing['speedup_vs_eager']:.3g}x eager"
-    if "speedup_vs_compile" in timing:
-        text += f", {timing['speedup_vs_compile']:.3g}x torch.compile"
-    return text
+    timed = Timing.of(verdict.get("timing"))
+    return f", {timed.short()}" if timed else ""

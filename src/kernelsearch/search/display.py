@@ -76,9 +76,9 @@ class Display:
         lane_view.doing, lane_view.last = "", f"#{step} {strategy}: {status}"
         self.log(problem, f"lane {lane} attempt {step} ({strategy}): {status}{f' - {detail}' if detail else ''}")
 
-    def new_best(self, problem: str, summary: str) -> None:
+    def new_best(self, problem: str, summary: str, label: str = "new best") -> None:
         self.problems[problem].best = summary
-        self.log(problem, f"new best: {summary}")
+        self.log(problem, f"{label}: {summary}")
 
     def finish(self, problem: str, text: str) -> None:
         self.problems[problem].finished = text

@@ -1,28 +1,69 @@
-"""Which strategy steers a lane's next attempt, from what the verifier said about its last one."""
+"""Which strategy steers a lane's next attempt: from what the verifier said about its last one, what the problem is
+(only strategies that apply to it are offered), what the kernel to improve already is and where its time goes,
+what the lane tried before and what the other lanes are trying at the same step."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..llm.prompt import Previous, Strategy, strategies
+from ..verify.verdict import Verdict
 
 
 def outcome(previous: Previous | None) -> str:
-    """`start`, a verifier status, or `no_code` (the answer held no usable kernel)."""
+    """`start`, a verifier status, `no_code` (the answer held no usable kernel) or `duplicate`."""
     if previous is None:
         return "start"
+    if previous.status:
+        return previous.status
     if previous.verdict is None:
         return "no_code"
     return previous.verdict.status
 
 
-def choose(previous: Previous | None, lane: int, optimizations_done: int, language: str) -> Strategy:
-    """A fix after a failure; after a correct kernel, an optimization. Optimizations rotate, and each lane starts
-    the rotation at a different place so that concurrent lanes try different things."""
-    table = strategies()
+def offered(after: str, tags: set[str] | None, language: str) -> list[Strategy]:
+    """The strategies answering `after` that fit the language and the problem (`tags` of its profile; None when
+    the problem is not known: every strategy)."""
+    return [s for s in strategies().values() if after in s.after and s.language in (None, language)
+            and (not s.needs or tags is None or tags & set(s.needs))]
+
+
+def goals_met(verdict: Verdict | None) -> set[str]:
+    """The `met_by` goals (strategies.toml) a verified kernel already meets: `one_launch` when one forward launches
+    a single kernel of its own and leaves no compute to PyTorch (the verifier counts launches on a CPU too)."""
+    if verdict is None or not verdict.ok:
+        return set()
+    return {"one_launch"} if verdict.kernel_launches == 1 and not verdict.pytorch_ops else set()
+
+
+def choose(previous: Previous | None, lane: int, optimizations_done: int, language: str,
+           tags: set[str] | None = None, bound: str | None = None, taken: set[str] = frozenset(),
+           tried: Mapping[str, int] | None = None, lanes: int | None = None) -> Strategy:
+    """A start for a new lane (lane i takes the i-th that applies), a fix after a failure, an optimization after a
+    correct kernel. Optimizations skip those whose goal the kernel to improve already meets (`goals_met`), answer
+    its measured `bound` where it is known (memory, compute, launch), and rotate, each lane from its own place
+    (spread over the rotation when the number of `lanes` is given). The lane's least `tried` strategy comes
+    first: none is repeated while another is left. A strategy in `taken` (another lane's at this step) is passed
+    over while another as little tried is left. Fixes answer their own lane's code and are never passed over."""
+    tried = tried or {}
     seen = outcome(previous)
+    if seen == "start":
+        return _pick(offered("start", tags, language), lane, taken, {})
     if seen != "correct":
-        fixes = [s for s in table.values() if seen in s.after]
-        return fixes[0] if fixes else table["first"]
-    verdict = previous.verdict
-    if verdict.pytorch_ops:  # compute left in PyTorch is the first thing to take back
-        return table["fewer_launches"]
-    rotation = [s for s in table.values() if "correct" in s.after and s.language in (None, language)]
-    return rotation[(lane + optimizations_done) % len(rotation)]
+        fixes = [s for s in strategies().values() if seen in s.after]
+        return fixes[0] if fixes else strategies()["first"]
+    table = strategies()
+    if previous.verdict.pytorch_ops and "fewer_launches" not in taken and not tried.get("fewer_launches"):
+        return table["fewer_launches"]  # compute left in PyTorch comes back first
+    every = offered("correct", tags, language)
+    met = goals_met(previous.verdict)
+    rotation = [s for s in every if s.met_by not in met] or every
+    answering = [s for s in rotation if bound in s.bounds]
+    pool = answering or rotation
+    start = (lane * len(pool) // lanes if lanes else lane) + optimizations_done
+    return _pick(pool, start, taken, tried)
+
+
+def _pick(rotation: list[Strategy], start: int, taken: set[str], tried: Mapping[str, int]) -> Strategy:
+    """From the rotation's place `start` on: the first of the least tried, one not taken before one taken."""
+    order = [rotation[(start + k) % len(rotation)] for k in range(len(rotation))]
+    return min(order, key=lambda s: (tried.get(s.name, 0), s.name in taken))  # min keeps the first of equals

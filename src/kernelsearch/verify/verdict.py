@@ -2,13 +2,31 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 from .tolerance import DEFAULT_PROFILE, Tolerance, resolve_tolerance
 
-# Candidate outcomes. `compiled` is a CUDA candidate checked on a machine without a GPU: it built, nothing ran.
-# `problem_error` is the problem's fault (or too large for the CPU interpreter), not the candidate's.
-STATUSES = ("correct", "compile_error", "runtime_error", "timeout", "incorrect", "rejected", "compiled",
-            "problem_error")
+
+class Status(StrEnum):
+    """Every status an attempt can have: the verifier's outcomes, then the states of a search's attempt that has
+    no verdict. Members are the strings stored in JSON and SQLite, and compare equal to them."""
+    CORRECT = "correct"
+    COMPILE_ERROR = "compile_error"
+    RUNTIME_ERROR = "runtime_error"
+    TIMEOUT = "timeout"
+    INCORRECT = "incorrect"
+    REJECTED = "rejected"
+    COMPILED = "compiled"  # a CUDA candidate checked on a machine without a GPU: it built, nothing ran
+    PROBLEM_ERROR = "problem_error"  # the problem's fault (or too large for the CPU interpreter), not the candidate's
+    PENDING = "pending"  # asked and not finished yet
+    NO_CODE = "no_code"  # the answer held no kernel
+    LLM_ERROR = "llm_error"  # the model call failed
+    CANCELLED = "cancelled"  # cut off by a stop, the deadline or a kill
+    DUPLICATE = "duplicate"  # the same kernel as an earlier attempt: not verified again
+
+
+SEARCH_STATES = (Status.PENDING, Status.NO_CODE, Status.LLM_ERROR, Status.CANCELLED, Status.DUPLICATE)
+STATUSES = tuple(s for s in Status if s not in SEARCH_STATES)  # what the verifier answers
 
 
 @dataclass
@@ -59,14 +77,19 @@ class Verdict:
     overrides: dict = field(default_factory=dict)
     phase: str = ""  # where it ended: static, reference, compile, first_call, run, timing
     memory: str = ""  # on a GPU: the problem's footprint and how the job spent device memory
-    reference_calls: int = 0  # reference forwards this job ran; the other answers came from the worker's cache
+    reference_calls: int = 0  # reference forwards the answer keeper ran for this job; the rest came from its cache
     elapsed_s: float = 0.0
     containment: str = ""  # where the candidate ran: the OS sandbox (bubblewrap), or none and what that leaves open
     log_tail: str = ""  # the worker's stderr around a crash
 
     @property
     def ok(self) -> bool:
-        return self.status == "correct"
+        return self.status == Status.CORRECT
+
+    @property
+    def timed(self) -> "Timing | None":
+        """The timing as a Timing, or None when nothing was timed (no GPU, or a failed candidate)."""
+        return Timing.of(self.timing)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -75,6 +98,53 @@ class Verdict:
     def from_json(cls, data: dict) -> "Verdict":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+BASELINES = {"eager": "eager", "compile": "torch.compile"}  # Verdict.timing's baselines, and their names for people
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A verdict's GPU timing (its JSON form is Verdict.timing, as verify.measure writes it): the candidate's and
+    each baseline's median, and the speedups over eager PyTorch and torch.compile with their 95 % intervals.
+    The one place that reads that dict and says it in words."""
+    candidate_ms: float
+    baseline_ms: dict  # "eager"/"compile" -> median ms, for the baselines that were timed
+    speedups: dict  # "eager"/"compile" -> median(baseline) / median(candidate)
+    intervals: dict  # "eager"/"compile" -> (low, high), the speedup's bootstrap interval
+    missing: dict  # "eager"/"compile" -> why it was not timed ("unavailable: ...")
+
+    @classmethod
+    def of(cls, timing: dict | None) -> "Timing | None":
+        if not timing or not isinstance(timing.get("candidate"), dict):
+            return None
+        measured = {b: timing[b]["median_ms"] for b in BASELINES if isinstance(timing.get(b), dict)}
+        speedups = {b: timing[f"speedup_vs_{b}"] for b in measured if timing.get(f"speedup_vs_{b}") is not None}
+        intervals = {b: tuple(timing.get(f"speedup_vs_{b}_ci") or (speedups[b], speedups[b])) for b in speedups}
+        missing = {b: str(timing[b]) for b in BASELINES if timing.get(b) and b not in measured}
+        return cls(timing["candidate"]["median_ms"], measured, speedups, intervals, missing)
+
+    def speedup(self, baseline: str = "eager") -> float | None:
+        return self.speedups.get(baseline)
+
+    def ms(self, which: str) -> float | None:
+        """Median milliseconds of "candidate", "eager" or "compile"."""
+        return self.candidate_ms if which == "candidate" else self.baseline_ms.get(which)
+
+    def short(self) -> str:
+        """`1.53x eager, 1.55x torch.compile`: the speedups alone."""
+        return ", ".join(f"{s:.3g}x {BASELINES[b]}" for b, s in self.speedups.items())
+
+    def describe(self) -> str:
+        """`0.05 ms median; eager 0.1 ms (2x); compile 0.08 ms (1.6x)`: every time and speedup."""
+        parts = [f"{self.candidate_ms:.4g} ms median"]
+        for b in BASELINES:
+            if b in self.baseline_ms:
+                speed = f" ({self.speedups[b]:.3g}x)" if b in self.speedups else ""
+                parts.append(f"{b} {self.baseline_ms[b]:.4g} ms{speed}")
+            elif b in self.missing:
+                parts.append(f"{b} {self.missing[b]}")
+        return "; ".join(parts)
 
 
 def format_verdict(v: Verdict) -> str:
@@ -98,15 +168,8 @@ def format_verdict(v: Verdict) -> str:
         lines.append(f"  check {name}: {state}{f' ({detail})' if detail else ''}")
     if v.pytorch_ops:
         lines.append(f"  compute kept in PyTorch: {', '.join(v.pytorch_ops)}")
-    if v.timing:
-        t = v.timing
-        parts = [f"{t['candidate']['median_ms']:.4g} ms median"]
-        for base in ("eager", "compile"):
-            if isinstance(t.get(base), dict):
-                parts.append(f"{base} {t[base]['median_ms']:.4g} ms ({t[f'speedup_vs_{base}']:.3g}x)")
-            elif t.get(base):
-                parts.append(f"{base} {t[base]}")
-        lines.append("  timing: " + "; ".join(parts))
+    if v.timed:
+        lines.append("  timing: " + v.timed.describe())
     elif v.timing_unavailable:
         lines.append(f"  timing: unavailable ({v.timing_unavailable})")
     for warning in v.warnings:
