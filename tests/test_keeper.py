@@ -157,3 +157,20 @@ def test_the_pool_process_does_not_load_torch():
     import sys
     code = "import sys, kernelsearch.verify.pool, kernelsearch.cli; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_a_shared_gpu_tensor_that_reaches_past_its_memory_is_not_opened():
+    # The keeper opens a worker's output through its CUDA IPC handle only within the bytes the handle names: a
+    # hostile worker cannot make it read other memory of the worker's. (Checked before any CUDA call: CPU test.)
+    from kernelsearch.verify.keeper_link import open_cuda
+    ipc = {"stride": [1], "offset": 0, "gpu": 0, "handle": "", "size_bytes": 4 * 1000, "offset_bytes": 0,
+           "counter": "", "counter_offset": 0, "event": None, "event_sync": False}
+    with pytest.raises(ValueError, match="reaches past"):
+        open_cuda({"dtype": "float32", "shape": [1001], "ipc": ipc})
+    with pytest.raises(ValueError, match="reaches past"):
+        open_cuda({"dtype": "float32", "shape": [10, 10], "ipc": {**ipc, "stride": [1000, 1]}})
+    with pytest.raises(ValueError, match="reaches past"):
+        open_cuda({"dtype": "float32", "shape": [10], "ipc": {**ipc, "stride": [-1]}})
+    if not ON_GPU:  # in bounds, but nothing to open here: the keeper falls back to the socket
+        with pytest.raises(ValueError, match="did not open"):
+            open_cuda({"dtype": "float32", "shape": [1000], "ipc": ipc})

@@ -36,7 +36,7 @@ def check_variant(job, v, reference, model_new, init_inputs) -> None:
         if not rebuilt and not _same_parameters(reference, variant_reference):
             v.checks["second_shape"] = {"ok": None, "skipped": f"the model itself changes at {changes}"}
             return
-        job.w.keeper.ready(job.id, req.seed + VARIANT_SEED, "variant")  # the reference runs at this shape
+        job.ready(req.seed + VARIANT_SEED, "variant")  # the reference runs at this shape
     except Outcome as o:
         v.checks["second_shape"] = {"ok": None, "skipped": f"reference does not run at {changes}: {o.message}"}
         return

@@ -29,6 +29,11 @@ FIRST_CALL_TIMES_REFERENCE = {"cpu": 2000.0, "cuda": 200.0}
 # call's time, so that a kernel that hangs on its second call is also a timeout within a minute.
 CALL_FLOOR_S = 30.0
 CALL_TIMES_FIRST = 10.0
+# The answer keeper's work (the reference's answer, reading the outputs) is ours, not the candidate's: it gets its
+# own limit, a floor plus time per GiB of outputs (the socket path read ~0.15 GiB/s on an H200: 3_Batched_matrix_
+# multiplication's 0.5 GiB took ~3.5 s a comparison; CUDA IPC reads in place).
+KEEPER_FLOOR_S = 60.0
+KEEPER_S_PER_GIB = 10.0
 # A cap on the memory a job may plan for, in bytes (also on the CPU, where there is no device to ask): for
 # tests of the memory plan, and for sharing a GPU with other work.
 MEMORY_BUDGET = int(os.environ.get("KS_MEMORY_BUDGET_BYTES") or 0)
@@ -136,7 +141,7 @@ class Job:
         recorder = OpRecorder(self.w.counter) if t == 0 else None
         self.w.counter.reset()
         if t % 2 == 0:
-            self.w.keeper.ready(self.id, seed, "trial")
+            self.ready(seed, "trial")
         pristine = self.calls.inputs(problem, seed)
         self.poison.fill_free_memory()
         outs = self.calls.candidate(model_new, pristine, recorder)
@@ -157,9 +162,18 @@ class Job:
     def judge(self, outs: list, seed: int, kind: str) -> dict:
         """The keeper's comparison of the outputs with its answers for (seed, kind). On a GPU the allocator's
         cached blocks go back first: the keeper may need the room to compute the answers."""
+        from .memory import tensor_bytes
+
         if self.device == "cuda":
             self.torch.cuda.empty_cache()
+        self.send_phase(self.phase, limit_s=KEEPER_FLOOR_S + KEEPER_S_PER_GIB * tensor_bytes(outs) / 2**30)
         return self.w.keeper.compare(self.id, seed, kind, outs)
+
+    def ready(self, seed: int, kind: str) -> None:
+        """The keeper computes the answers for (seed, kind) now, before the candidate's call, under its own limit."""
+        outputs = self.plan.footprint.outputs if self.plan else 0
+        self.send_phase(self.phase, limit_s=KEEPER_FLOOR_S + KEEPER_S_PER_GIB * outputs / 2**30)
+        self.w.keeper.ready(self.id, seed, kind)
 
     @property
     def plans_memory(self) -> bool:

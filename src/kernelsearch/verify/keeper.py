@@ -44,6 +44,7 @@ class Keeper:
         if device == "cuda":
             torch.cuda.init()
         self.references = ReferenceCache()  # answers kept for the later candidates of the same problem
+        self.ipc_failed = False  # CUDA IPC refused once: said once in the log
 
     def send(self, **event) -> None:
         self.protocol.write(json.dumps(event, default=str) + "\n")
@@ -223,11 +224,33 @@ class KeeperJob:
                       "mismatch": None}
             send_message(self.k.sock, send=False, result=self.record(seed, kind, result))
             return
-        send_message(self.k.sock, send=True)
-        outs = [recv_tensor(self.k.sock, spec) for spec in specs]
-        result = compare(outs, refs, self.tolerance, degenerate=bool(self.degenerate), device="cpu")
+        outs = self.shared_outputs(specs)
+        if outs is None:  # through the socket: on the CPU, or where the GPU's memory cannot be shared
+            send_message(self.k.sock, send=True)
+            outs = [recv_tensor(self.k.sock, spec) for spec in specs]
+        on = "cuda" if self.k.device == "cuda" else "cpu"
+        if on == "cuda":  # answers in host memory come over a chunk at a time (correctness.compare)
+            outs = [o.to("cuda") for o in outs]
+        result = compare(outs, refs, self.tolerance, degenerate=bool(self.degenerate), device=on)
         del outs
+        if on == "cuda":
+            self.torch.cuda.empty_cache()
         send_message(self.k.sock, result=self.record(seed, kind, result))
+
+    def shared_outputs(self, specs: list) -> list | None:
+        """The worker's GPU outputs read in place through CUDA IPC, or None where they were not shared or do not
+        open (inside bubblewrap's namespaces, say): then they come through the socket."""
+        from .keeper_link import open_cuda
+
+        if self.k.device != "cuda" or not all("ipc" in spec for spec in specs):
+            return None
+        try:
+            return [open_cuda(spec) for spec in specs]
+        except ValueError as e:
+            if not self.k.ipc_failed:
+                print(f"answer keeper: {e}; outputs come through the socket", file=sys.stderr, flush=True)
+            self.k.ipc_failed = True
+            return None
 
     def record(self, seed: int, kind: str, result: dict) -> dict:
         """Tell the pool first, then the worker: the pool's record is what the verdict is held against."""
