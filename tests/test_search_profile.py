@@ -10,7 +10,8 @@ import pytest
 from kernelsearch.llm.prompt import Previous, build_prompt, size_note, strategies
 from kernelsearch.search.archive import Archive, Entry, source_key
 from kernelsearch.search.feedback import performance
-from kernelsearch.search.problem_profile import ProblemProfile, from_ops, from_source, profile_problem, trace
+from kernelsearch.search.problem_profile import ProblemProfile, from_ops, from_source, profile_problem
+from kernelsearch.search.problem_trace import trace
 from kernelsearch.search.strategies import choose
 from kernelsearch.verify import Verdict
 from kernelsearch.verify.gpu_kernels import KERNELS_KEPT, kernel_table

@@ -3,14 +3,13 @@
 to the problem are never offered (an elementwise op has no product for tensor cores).
 
 The reference runs once on the meta device (nothing allocated, nothing computed: a 16 GiB problem costs nothing)
-under a dispatch mode that names every ATen op, in a process of its own (the problem's code never runs in the
-search's process). When it cannot run there, the op names are read from the source instead."""
+under a dispatch mode that names every ATen op, in a process of its own (problem_trace.py: the problem's code
+never runs in the search's process). When it cannot run there, the op names are read from the source instead."""
 from __future__ import annotations
 
 import ast
 import asyncio
 import json
-import os
 import re
 import sys
 import tempfile
@@ -164,81 +163,6 @@ def from_ops(ops: list[str], op_calls: int, **fields) -> ProblemProfile:
     return ProblemProfile(ops=ops, kinds=[k for k in KINDS if k in present], op_calls=op_calls, **fields)
 
 
-# ---- in the profile's own process --------------------------------------------------------------------------
-def trace(source: str, dtype_name: str) -> dict:
-    """The reference's ops, FLOPs and bytes from one forward on the meta device."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    from ..verify.job import DTYPES
-    from ..verify.timing import work_of_call
-
-    from ..verify.memory import tensor_bytes
-
-    dtype = getattr(torch, DTYPES[dtype_name])
-    names: list[str] = []
-    reductions: list[dict] = []
-
-    class NameOps(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            name = func.overloadpacket.__name__
-            if not func.is_view and name.rstrip("_") not in FREE_OPS and name not in FREE_OPS:
-                names.append(name.rstrip("_") if not name.startswith("_") else name)
-                found = reduction_of(func, args, kwargs or {}, torch.Tensor)
-                if found and found not in reductions:
-                    reductions.append(found)
-            return func(*args, **(kwargs or {}))
-
-    path = Path(tempfile.mkdtemp()) / "problem.py"  # a real file: some problems read their own source
-    path.write_text(source)
-    namespace = {"__name__": "ks_profiled_problem", "__file__": str(path)}
-    exec(compile(source, str(path), "exec"), namespace)
-    with torch.device("meta"):
-        torch.manual_seed(0)
-        inputs = [x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
-                  for x in namespace["get_inputs"]()]
-        model = namespace["Model"](*namespace["get_init_inputs"]()).to(dtype)
-        with NameOps():
-            flops, moved = work_of_call(model, inputs)
-    ordered = list(dict.fromkeys(names))
-    read = tensor_bytes(inputs) + tensor_bytes(model.parameters())
-    return {"ops": ordered, "op_calls": len(names), "flops": flops, "bytes": moved, "read_bytes": read,
-            "reductions": reductions}
-
-
-def reduction_of(func, args: tuple, kwargs: dict, tensor_type) -> dict | None:
-    """The dims a reduction op reduces over its first argument, read from the op's schema (its `dim` argument;
-    none: all dims; layer norm: the normalized trailing dims); None for any other op or call it cannot read."""
-    name = func.overloadpacket.__name__.lstrip("_")
-    if not args or not isinstance(args[0], tensor_type) or kind_of(name) != "reduction" or args[0].dim() == 0:
-        return None
-    x, dims = args[0], None
-    positions = {a.name: i for i, a in enumerate(func._schema.arguments)}
-    if "dim" in positions:
-        i = positions["dim"]
-        dims = args[i] if i < len(args) else kwargs.get("dim")
-        dims = list(range(x.dim())) if dims is None or dims == [] else [dims] if isinstance(dims, int) else dims
-    elif name == "native_layer_norm":
-        dims = list(range(x.dim() - len(args[1]), x.dim()))
-    elif name in WHOLE_REDUCTIONS:
-        dims = list(range(x.dim()))
-    if not dims or not all(isinstance(d, int) for d in dims):
-        return None
-    return {"op": name, "shape": list(x.shape), "stride": list(x.stride()), "dims": sorted(d % x.dim() for d in dims)}
-
-
-def main() -> None:
-    request = json.loads(sys.stdin.read())
-    answer_stream = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # the problem's prints go to stderr, never into the answer
-    try:
-        answer = {"ok": True, **trace(request["source"], request["dtype"])}
-    except BaseException as e:  # noqa: BLE001 - any failure of the problem's code is an answer, not a crash
-        answer = {"ok": False, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
-    answer_stream.write(json.dumps(answer))
-    answer_stream.close()
-
-
 # ---- in the search's process -------------------------------------------------------------------------------
 async def profile_problem(source: str, dtype: str = "fp32", timeout_s: float = PROFILE_TIMEOUT_S) -> ProblemProfile:
     """The profile of a problem (give the source at its original sizes: a --set that shrank it for the CPU does
@@ -247,7 +171,7 @@ async def profile_problem(source: str, dtype: str = "fp32", timeout_s: float = P
 
     with tempfile.TemporaryDirectory(prefix="ks-profile-") as workdir:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kernelsearch.search.problem_profile", cwd=workdir,
+            sys.executable, "-m", "kernelsearch.search.problem_trace", cwd=workdir,
             env=worker_env("cpu", None, Path(workdir)), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         try:
@@ -317,6 +241,3 @@ def _count(value: float) -> str:
             return f"{value / limit:.3g} {prefix}"
     return f"{value:.3g} "
 
-
-if __name__ == "__main__":
-    main()
