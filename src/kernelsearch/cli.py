@@ -1,4 +1,4 @@
-"""The kernelsearch command line: its commands, options, help and exit codes (what each command does: commands.py)."""
+"""The kernelsearch command line: commands, options, help, exit codes (what they do: commands, search_commands)."""
 from __future__ import annotations
 
 import argparse
@@ -138,12 +138,12 @@ def main(argv: list[str] | None = None) -> None:
 
     _document(commands)
     args = parser.parse_args(argv)
-    from . import commands
+    from . import commands, search_commands
     from .verify.live_pools import Stopped
 
-    handlers = {"attention": commands.run_attention, "solve": commands.run_solve, "bench": commands.run_bench,
-                "report": commands.run_report, "verify": commands.run_verify, "mcp": commands.run_mcp,
-                "retime": commands.run_retime}
+    handlers = {"attention": commands.run_attention, "verify": commands.run_verify, "mcp": commands.run_mcp,
+                "solve": search_commands.run_solve, "bench": search_commands.run_bench,
+                "report": search_commands.run_report, "retime": search_commands.run_retime}
 
     try:
         code = handlers[args.command](args)

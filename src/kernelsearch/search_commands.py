@@ -1,0 +1,352 @@
+"""The commands that run searches and read their run directories (solve, bench, report, retime): the endpoint
+check, the verifier pool and the display around a search, resuming, and the bench's report."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .cli import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE, how_stopped
+
+
+def _only_budget_on_resume(args) -> None:
+    """A resumed run keeps the settings it was started with; silently ignoring a flag would mislead."""
+    from .config import ConfigError
+
+    fixed = ["problem", "suite", "lanes", "language", "dtype", "tolerance", "atol", "rtol", "strict", "max_attempts",
+             "max_tokens", "target_speedup", "endpoint", "model", "base_url", "api_key_env", "config", "overrides",
+             "out", "shrink"]
+    given = [name for name in fixed if getattr(args, name, None) not in (None, [])]
+    if given:
+        flags = ", ".join("PROBLEM" if n == "problem" else "SUITE" if n == "suite" else
+                          "--set" if n == "overrides" else f"--{n.replace('_', '-')}" for n in given)
+        raise ConfigError(f"--resume keeps the run's saved settings; only --budget and --device may change "
+                          f"(got {flags})")
+
+
+def _resumed(search, args):
+    """The saved search settings with what a resume may change: more time, another device."""
+    from .config import parse_duration
+
+    if args.budget:
+        search.budget_s = parse_duration(args.budget)
+    if args.device:
+        search.device = args.device
+    return search
+
+
+def search_configs(args):
+    from .config import build, parse_duration
+
+    model_flags = {"endpoint": args.endpoint, "model": args.model, "base_url": args.base_url,
+                   "api_key_env": args.api_key_env}
+    search_flags = {"budget_s": parse_duration(args.budget) if args.budget else None, "lanes": args.lanes,
+                    "language": args.language, "dtype": args.dtype, "tolerance": args.tolerance, "atol": args.atol,
+                    "rtol": args.rtol, "device": args.device, "strict": args.strict,
+                    "max_attempts": args.max_attempts, "max_tokens": args.max_tokens,
+                    "target_speedup": args.target_speedup, "shrink": args.shrink}
+    return build(args.config, model_flags, search_flags)
+
+
+def _start(search, model, ray: str | None = None):
+    """The device (with `ray`: the cluster's, not this machine's) and a model client for a search, or a
+    ConfigError/LLMError/ClusterError that says what is wrong."""
+    from .config import ConfigError
+    from .llm.client import LLMClient
+    from .verify import resolve_device
+
+    if search.lanes < 1 or search.budget_s <= 0:
+        raise ConfigError("--lanes and --budget must be positive")
+    if search.shrink not in ("off", "auto"):
+        raise ConfigError(f"shrink must be off or auto, got {search.shrink!r}")
+    device = resolve_device(search.device) if not ray else _cluster_device(ray, search.device)
+    if search.language == "cuda" and device != "cuda":
+        raise ConfigError("a CUDA C++ search needs a GPU: without one its candidates can only be compile-checked")
+    return device, LLMClient(model)
+
+
+def _cluster_device(ray: str, requested: str | None) -> str:
+    """Connect to the Ray cluster `--ray` names (once per process) and resolve the device there."""
+    from .scale.cluster import connect_for
+    return connect_for(ray, requested or "auto")
+
+
+def _search(client, pool_config, run_dir: Path, work, create=None, made_here: bool = False, ray: str | None = None):
+    """Check the endpoint, then `create()` the run directory, start the verifier pool and the display, and run
+    `await work(pool, display)`. Returns (result, None), or (None, exit code) after a one-line error; finished
+    work stays in run_dir, and a directory `made_here` in which nothing was recorded is removed."""
+    import asyncio
+    from dataclasses import replace
+
+    from .llm.client import LLMError
+    from .search.display import Display
+    from .scale import open_pool
+    from .verify.live_pools import Stopped
+
+    if client.config.api_key_env:  # whatever the variable is called, candidates never see it
+        pool_config = replace(pool_config, hidden_env=(*pool_config.hidden_env, client.config.api_key_env))
+
+    async def main_loop():
+        try:
+            await client.check()  # an unreachable endpoint or unknown model stops here, before the directory exists
+            if create:
+                create()
+            print(f"run directory: {run_dir} (a stopped run continues with --resume {run_dir})", flush=True)
+            with open_pool(pool_config, ray) as pool, Display() as display:
+                return await work(pool, display)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(main_loop()), None
+    except LLMError as e:
+        if made_here:
+            from .search.run_dir import RunDir
+            RunDir(run_dir).discard_unused()
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return None, EXIT_USAGE
+    except (KeyboardInterrupt, Stopped) as e:
+        how, code = how_stopped(e)
+        print(f"kernelsearch: {how}; finished work is in {run_dir}: continue with --resume {run_dir}",
+              file=sys.stderr)
+        return None, code
+
+
+def run_solve(args) -> int:
+    import time
+
+    from .config import ConfigError
+    from .llm.client import LLMError
+    from .problem import ProblemError, load_problem, parse_overrides
+    from .search.run_dir import RunDir, Settings
+    from .search.solve import solve
+    from .shrink import fit_interpreter
+    from .store import StoreError
+    from .verify import PoolConfig
+
+    try:
+        if args.resume:
+            _only_budget_on_resume(args)
+            run = RunDir(args.resume)
+            settings = run.load_settings()
+            run.check_readable()
+            settings.search = _resumed(settings.search, args)
+        else:
+            if not args.problem:
+                raise ConfigError("give a PROBLEM file, or --resume RUN_DIR")
+            model, search = search_configs(args)
+            overrides = parse_overrides(args.overrides)
+            stem = Path(args.problem).stem
+            run = RunDir(args.out or f"runs/solve-{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+            run.new_search()
+            problem = load_problem(args.problem, overrides)
+            settings = Settings(args.problem, overrides, search, model)
+        search, model, run_dir = settings.search, settings.model, run.path
+        device, client = _start(search, model, args.ray)
+        if args.resume:  # a --shrink holds on the CPU only: resumed on a GPU, the search is at the original sizes
+            problem = load_problem(settings.problem,
+                                   settings.searched_overrides() if device == "cpu" else settings.overrides)
+        if device == "cpu" and search.language == "triton":  # too large for the interpreter: before any model call
+            problem, changes = fit_interpreter(problem, "off" if args.resume else search.shrink, settings.overrides)
+            if changes:
+                settings.shrink = {name: list(pair) for name, pair in changes.items()}
+    except (ConfigError, ProblemError, LLMError, OSError, ValueError, StoreError) as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+    config = PoolConfig(device=device, compile_timeout_s=search.compile_timeout_s, run_timeout_s=search.run_timeout_s)
+    async def work(pool, display):
+        result = await solve(problem, search, client, pool, run_dir, display)
+        if result.summary:  # which backend and which nodes verified (summary.json's `verifier`)
+            from .scale import backend_record
+            result.summary["verifier"] = backend_record(pool)
+            run.write_summary(result.summary)
+        return result
+
+    result, failed = _search(client, config, run_dir, work,
+                             create=None if args.resume else lambda: run.save_settings(settings),
+                             made_here=not args.resume and not run_dir.exists(), ray=args.ray)
+    if failed is not None:
+        return failed
+    print(f"{result.summary['headline']}\nrun: {run_dir}" + (f"\nkernel: {run.best}" if result.best else ""))
+    if result.fatal:
+        print(f"kernelsearch: error: {result.fatal} (recorded work is in {run_dir}; continue with --resume {run_dir})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_CORRECT if result.best else EXIT_REJECTED
+
+
+def run_bench(args) -> int:
+    import time
+
+    from .config import ConfigError, parse_prices
+    from .llm.client import LLMError, ModelConfig
+    from .problem import ProblemError
+    from .search.bench import load_bench, replay, run_bench as bench_loop, save_bench, tolerance_of
+    from .search.run_dir import RunDir
+    from .search.solve import TOLERANCE_FIELDS, SolveConfig
+    from .store import StoreError
+    from .suites import load_suite
+    from .scale import describe_backend, open_pool
+    from .verify import PoolConfig, resolve_device
+    from .verify.tolerance import check_settings, describe_settings
+
+    made_here = False  # a new bench directory that this command creates
+    try:
+        prices = parse_prices(args.price)
+        gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+        if gpus and args.ray:
+            raise ConfigError("--gpus picks this machine's GPUs; with --ray every GPU of the cluster verifies")
+        if args.replay:
+            source = Path(args.replay)
+            if not RunDir(source).problems.is_dir():
+                raise ConfigError(f"{source} holds no bench run to replay (no {RunDir(source).problems.name}/)")
+            run_dir = Path(args.out or f"{source.as_posix().rstrip('/')}-replay-{time.strftime('%Y%m%d-%H%M%S')}")
+            # the tolerance the run was searched under, unless --tolerance/--atol/--rtol say otherwise
+            given = {k: getattr(args, k) for k in TOLERANCE_FIELDS if getattr(args, k) is not None}
+            saved = load_bench(source)["search"] if RunDir(source).bench.is_file() else {}
+            tolerance = {**tolerance_of(saved), **given}
+            check_settings(tolerance["tolerance"], tolerance["atol"], tolerance["rtol"])
+            device = resolve_device(args.device or "auto") if not args.ray else _cluster_device(args.ray, args.device)
+            with open_pool(PoolConfig(device=device, gpus=gpus), args.ray) as pool:
+                replay(source, run_dir, pool, progress=lambda line: print(line, flush=True), tolerance=given)
+                context = {"replay of": str(source), "device": pool.info.get("device_name", device),
+                           "verifier": describe_backend(pool),
+                           "torch": pool.info.get("torch", ""), "triton": pool.info.get("triton", ""),
+                           "tolerance": describe_settings(tolerance["tolerance"], tolerance["atol"],
+                                                          tolerance["rtol"])}
+            return _finish_bench(run_dir, context, prices)
+        if args.resume:
+            _only_budget_on_resume(args)
+            run_dir = Path(args.resume)
+            if not RunDir(run_dir).bench.is_file():
+                raise ConfigError(f"{run_dir} holds no bench to resume (no {RunDir(run_dir).bench.name})")
+            RunDir(run_dir).check_readable()  # a damaged problem's store or file stops the resume here, in one line
+            saved = load_bench(run_dir)
+            problems, suite = saved["problems"], saved["suite"]
+            search, model = SolveConfig(**saved["search"]), ModelConfig(**saved["model"])
+            search = _resumed(search, args)
+        else:
+            if not args.suite:
+                raise ConfigError("give a SUITE (kernelbench, attention or a directory), --resume or --replay")
+            model, search = search_configs(args)
+            name = Path(args.suite).name if args.suite not in ("kernelbench", "attention") else args.suite
+            run_dir = Path(args.out or f"runs/bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            made_here = not run_dir.exists()
+            if RunDir(run_dir).bench.exists():
+                raise ConfigError(f"{run_dir} already holds a bench: continue it with --resume {run_dir}")
+            suite = {"name": args.suite, "level": args.level, "problems": args.problems,
+                     "kernelbench_dir": args.kernelbench_dir, "spec_dir": args.spec_dir}
+        device, client = _start(search, model, args.ray)
+        if not args.resume:  # the attention suite builds its problems at the device's shapes
+            problems = load_suite(args.suite, level=args.level, selection=args.problems,
+                                  kernelbench_dir=args.kernelbench_dir, spec_dir=args.spec_dir, device=device,
+                                  work_dir=run_dir / "suite")
+            save_bench(run_dir, problems, suite, search, model)
+    except (ConfigError, ProblemError, LLMError, OSError, ValueError, RuntimeError, StoreError) as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def work(pool, display):
+        concurrent = args.concurrent or 2 * len(pool.workers)  # the GPU verifies while models think
+        outcomes = await bench_loop(problems, search, client, pool, run_dir, display, concurrent)
+        return outcomes, pool.info.get("device_name", device), describe_backend(pool)
+
+    config = PoolConfig(device=device, gpus=gpus, compile_timeout_s=search.compile_timeout_s,
+                        run_timeout_s=search.run_timeout_s)
+    result, failed = _search(client, config, run_dir, work, made_here=made_here, ray=args.ray)
+    if failed is not None:
+        return failed
+    outcomes, device_name, verifier = result
+    for key, outcome in outcomes.items():
+        print(f"{key}: {outcome}")
+    context = {"suite": suite.get("name"), "device": device_name, "verifier": verifier, "model": client.config.model,
+               "endpoint": client.config.base_url, "budget per problem": f"{search.budget_s:g} s",
+               "lanes": search.lanes, "language": search.language,
+               "tolerance": describe_settings(search.tolerance, search.atol, search.rtol)}
+    return _finish_bench(run_dir, context, prices)
+
+
+def _finish_bench(run_dir: Path, context: dict, prices) -> int:
+    """Metrics, results.csv, summary.json and report.html for a bench or replay run."""
+    from .report.metrics import load_results, summarize, write_results
+    from .search.run_dir import RunDir
+
+    run = RunDir(run_dir)
+    results = load_results(run_dir)
+    summary = summarize(results, prices)
+    write_results(run_dir, results, {**summary, "context": context})
+    run.context.write_text(json.dumps(context, indent=2) + "\n")
+    report = _write_report(run_dir, results, context, prices)
+    fast = summary["fast_p"]["eager"]["1"]
+    print(f"{summary['correct']}/{summary['problems']} problems correct"
+          + (f"; fast_1 vs eager {fast:.0%}" if fast is not None else "; not timed (no GPU)")
+          + f"\nresults: {run.results}, {run.summary}"
+          + (f"\nreport: {report}" if report else ""))
+    return EXIT_CORRECT if summary["correct"] else EXIT_REJECTED
+
+
+def _write_report(run_dir: Path, results, context: dict, prices) -> Path | None:
+    try:
+        from .report.html import write_report
+        return write_report(run_dir, results, context, prices)
+    except ImportError as e:  # matplotlib is a dependency; say what is missing rather than fail the run
+        print(f"kernelsearch: no report ({e}); `kernelsearch report {run_dir}` where matplotlib is installed",
+              file=sys.stderr)
+        return None
+
+
+def run_report(args) -> int:
+    from .config import ConfigError, parse_prices
+    from .report.metrics import load_results
+    from .search.run_dir import RunDir, RunDirError
+    from .store import StoreError
+
+    run_dir = Path(args.run_dir)
+    try:
+        prices = parse_prices(args.price)
+        results = load_results(run_dir)
+    except (ConfigError, FileNotFoundError, StoreError, RunDirError) as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    context_path = RunDir(run_dir).context
+    context = json.loads(context_path.read_text()) if context_path.exists() else {"run": str(run_dir)}
+    report = _write_report(run_dir, results, context, prices)
+    if report is None:
+        return EXIT_USAGE
+    print(f"report: {report}")
+    if args.open:
+        import webbrowser
+        webbrowser.open(report.resolve().as_uri())
+    return EXIT_CORRECT
+
+
+def run_retime(args) -> int:
+    """Every correct kernel of a run verified and timed again here; the fastest becomes the run's best."""
+    from .problem import ProblemError
+    from .search.retime import retime, targets
+    from .search.run_dir import RunDir, RunDirError
+    from .store import StoreError
+    from .verify import PoolConfig, WorkerPool, resolve_device
+
+    run = RunDir(args.run_dir)
+    try:
+        if not (run.holds_search() or run.holds_bench()):
+            raise RunDirError(f"{run} is not a kernelsearch run (no {run.store.name}, no {run.bench.name})")
+        run.check_readable()
+        found = targets(run, args.sizes)
+        device = resolve_device(args.device)
+        if device != "cuda":
+            raise RunDirError("re-timing needs a GPU: without one nothing is timed, so there is nothing to rank "
+                              "(run it where torch sees a CUDA device)")
+    except (RunDirError, StoreError, ProblemError, OSError, ValueError) as e:
+        print(f"kernelsearch: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    with WorkerPool(PoolConfig(device=device)) as pool:
+        summaries = [retime(t, pool.verify, args.sizes, progress=lambda line: print(line, flush=True))
+                     for t in found]
+        device_name = pool.info.get("device_name", device)
+    if run.holds_bench() and not run.holds_search():  # the bench's metrics and report from the new verdicts
+        context = json.loads(run.context.read_text()) if run.context.is_file() else {"run": str(run)}
+        return _finish_bench(run.path, {**context, "re-timed on": f"{device_name}, {args.sizes} sizes"}, None)
+    return EXIT_CORRECT if any(s["solved"] for s in summaries) else EXIT_REJECTED
