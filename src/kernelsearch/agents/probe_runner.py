@@ -14,7 +14,8 @@ from pathlib import Path
 import anyio
 
 from ..verify import live_pools
-from ..verify.pool import WorkerPool, _death, _kill_group
+from ..verify.child_events import kill_group
+from ..verify.pool import WorkerPool, _death
 from ..verify.sandbox import limit_process, worker_env, wrap_command
 
 LOG_TAIL = 1500  # characters of the probe's stderr kept for an error message
@@ -47,7 +48,7 @@ class Probes:
             answered = True
         finally:
             if not answered:  # a deadline or a cancelled call: the probe and anything it started go
-                _kill_group(proc.pid)
+                kill_group(proc.pid)
             self.running.discard(proc)
             shutil.rmtree(workdir, ignore_errors=True)
         code = proc.returncode
@@ -81,7 +82,7 @@ class Probes:
     def kill_workers(self) -> None:
         """From a signal handler (live_pools) or at shutdown: only sends signals."""
         for proc in list(self.running):
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
 
     def close(self) -> None:
         self.kill_workers()

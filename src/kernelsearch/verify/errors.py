@@ -48,3 +48,11 @@ def describe(e: BaseException, workdir: Path | None = None) -> str:
             f = frames[-1]
             where = f" (at {Path(f.filename).name}:{f.lineno}: {(f.line or '').strip()})"
     return f"{type(e).__name__}: " + "\n".join(lines) + where
+
+
+def problem_call(fn, what: str):
+    """One of the problem's own functions (get_init_inputs, ...): its failure is the problem's, not the candidate's."""
+    try:
+        return fn()
+    except Exception as e:
+        raise Outcome("problem_error", f"{what} failed: {describe(e)}") from None

@@ -2,7 +2,7 @@
 sizes), where both models may be built again at that shape from the same seed."""
 from __future__ import annotations
 
-from .errors import Outcome
+from .errors import Outcome, problem_call
 from .keeper_link import VARIANT_SEED
 from .memory import held_tensors
 
@@ -30,7 +30,7 @@ def check_variant(job, v, reference, model_new, init_inputs) -> None:
     changes = ", ".join(f"{k}={new}" for k, (old, new) in req.variant_changes.items())
     try:
         variant = job.import_file(req.variant_source, "variant")
-        variant_init = job.problem_call(variant.get_init_inputs, "the second shape's get_init_inputs()")
+        variant_init = problem_call(variant.get_init_inputs, "the second shape's get_init_inputs()")
         rebuilt = repr(variant_init) != repr(init_inputs)
         variant_reference = job.build(variant.Model, variant_init, "Model", "problem_error")
         if not rebuilt and not _same_parameters(reference, variant_reference):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .calls import Calls
 from .cuda_build import compile_only
-from .errors import Outcome, describe
+from .errors import Outcome, describe, problem_call
 from .extra_checks import check_determinism, check_variant
 from .keeper_link import TIMING_SEED
 from .memory import MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory
@@ -80,7 +80,7 @@ class Job:
         problem = self.load_problem(req.problem_source, "problem")
         if self.device == "cpu":
             self.check_cpu_budget(problem)
-        init_inputs = self.problem_call(problem.get_init_inputs, "get_init_inputs()")
+        init_inputs = problem_call(problem.get_init_inputs, "get_init_inputs()")
         reference = self.build(problem.Model, init_inputs, "Model", "problem_error")
 
         if self.device == "cpu" and report.language in ("cuda", "both"):
@@ -198,12 +198,6 @@ class Job:
     def load_problem(self, source: str, kind: str):
         return load_problem(lambda: self.import_file(source, kind))
 
-    def problem_call(self, fn, what: str):
-        try:
-            return fn()
-        except Exception as e:
-            raise Outcome("problem_error", f"{what} failed: {describe(e)}") from None
-
     def check_cpu_budget(self, problem) -> None:
         """The interpreter runs ~1000x slower than torch: refuse problems that would take hours, and say how
         to shrink them with --set."""
@@ -287,10 +281,8 @@ class Job:
         parts = [f"matches the reference on {len(v.trials)} trials"]
         if v.checks.get("second_shape", {}).get("ok"):
             parts.append(f"and at {v.checks['second_shape']['changes']}")
-        if v.timing and "speedup_vs_eager" in v.timing:
-            parts.append(f"; {v.timing['speedup_vs_eager']:.3g}x eager")
-            if "speedup_vs_compile" in v.timing:
-                parts.append(f"{v.timing['speedup_vs_compile']:.3g}x torch.compile")
+        if v.timed and v.timed.speedup("eager") is not None:
+            parts.append(f"; {v.timed.short()}")
         if v.pytorch_ops:
             parts.append(f"; PyTorch still computes: {', '.join(v.pytorch_ops)}")
         return " ".join(parts).replace(" ;", ";")

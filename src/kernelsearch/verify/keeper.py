@@ -139,6 +139,7 @@ class KeeperJob:
         """The problem (or its second shape) loaded and its reference built from the request's seed."""
         if which not in self.models:
             from .calls import Calls
+            from .errors import problem_call
             from .job import build_model, import_source, load_problem
             from .memory import Poison
 
@@ -146,7 +147,7 @@ class KeeperJob:
             self.workdir.mkdir(parents=True, exist_ok=True)
             module = load_problem(lambda: import_source(source, f"ks_keeper_{which}_{self.id}",
                                                         self.workdir / f"{which}.py"))
-            init = _problem_call(module.get_init_inputs, "get_init_inputs()")
+            init = problem_call(module.get_init_inputs, "get_init_inputs()")
             reference = build_model(self.torch, module.Model, init, self.req.seed, self.k.device, self.dtype)
             calls = Calls(self.torch, self.k.device, self.dtype, Poison(self.k.device), self.workdir)
             self.models[which] = (module, reference, calls)
@@ -172,7 +173,7 @@ class KeeperJob:
             answers, seconds, footprint = self.measure(calls, reference, pristine)
         else:
             answers, seconds = calls.reference(reference, pristine)
-            footprint = known.footprint if known else None
+            footprint = known.footprint
         del pristine
         self.reference_s = max(self.reference_s, seconds)
         self.reference_calls += 1
@@ -269,14 +270,6 @@ class KeeperJob:
         shutil.rmtree(self.workdir, ignore_errors=True)
         if self.k.device == "cuda":
             self.torch.cuda.empty_cache()
-
-
-def _problem_call(fn, what: str):
-    from .errors import Outcome, describe
-    try:
-        return fn()
-    except Exception as e:
-        raise Outcome("problem_error", f"{what} failed: {describe(e)}") from None
 
 
 def _fits(specs: list, refs: list, device: str) -> str:

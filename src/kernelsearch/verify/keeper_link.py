@@ -49,13 +49,18 @@ def recv_message(sock: socket.socket) -> dict:
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:
     buffer = bytearray(n)
-    view, got = memoryview(buffer), 0
-    while got < n:
-        k = sock.recv_into(view[got:], n - got)
-        if k == 0:
-            raise LinkClosed("the other side closed the link")
-        got += k
+    recv_into(sock, memoryview(buffer))
     return bytes(buffer)
+
+
+def recv_into(sock: socket.socket, view: memoryview, what: str = "") -> None:
+    """Fill `view` from the socket, however many reads it takes."""
+    got = 0
+    while got < view.nbytes:
+        k = sock.recv_into(view[got:], view.nbytes - got)
+        if k == 0:
+            raise LinkClosed(f"the other side closed the link{what}")
+        got += k
 
 
 def describe_tensors(tensors, share: bool = False) -> list[dict]:
@@ -126,13 +131,7 @@ def recv_tensor(sock: socket.socket, spec: dict):
         raise LinkClosed(f"dtype {spec.get('dtype')!r} is not one a tensor is sent in")
     t = torch.empty([int(n) for n in spec["shape"]], dtype=getattr(torch, spec["dtype"]))
     if t.numel():
-        raw = t.view(-1).view(torch.uint8).numpy()
-        view, got = memoryview(raw), 0
-        while got < raw.nbytes:
-            k = sock.recv_into(view[got:], raw.nbytes - got)
-            if k == 0:
-                raise LinkClosed("the other side closed the link in the middle of a tensor")
-            got += k
+        recv_into(sock, memoryview(t.view(-1).view(torch.uint8).numpy()), " in the middle of a tensor")
     return t
 
 

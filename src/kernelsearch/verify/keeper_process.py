@@ -2,7 +2,6 @@
 compared, and hold the worker's verdict against that record (a `correct` the keeper did not see is rejected)."""
 from __future__ import annotations
 
-import json
 import os
 import queue
 import socket
@@ -13,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .child_events import kill_group, next_event, read_events
 from .keeper_link import FRESH_SEED, VARIANT_SEED
 from .sandbox import limit_process, worker_env
 
@@ -83,18 +83,12 @@ class KeeperProcess:
                 return JobRecord(compared, int(event.get("reference_calls", 0)))
 
     def next_event(self, deadline: float):
-        try:
-            return self.events.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            return "timeout"
+        return next_event(self.events, deadline)
 
     def kill(self) -> None:
         proc = self.proc
         if proc is not None:
-            try:
-                os.killpg(proc.pid, 9)
-            except (ProcessLookupError, PermissionError):
-                pass
+            kill_group(proc.pid)
 
     def stop(self) -> None:
         self.kill()
@@ -104,17 +98,6 @@ class KeeperProcess:
             if self.proc.stdin:
                 self.proc.stdin.close()
             self.proc = None
-
-
-def read_events(stream, events: queue.Queue) -> None:
-    """A process's JSON event lines (the worker's and the keeper's protocol descriptor) into a queue; None at the
-    end of the stream: the process is gone."""
-    for line in stream:
-        try:
-            events.put(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    events.put(None)
 
 
 def unbacked(verdict, request, record: JobRecord | None) -> str | None:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from . import live_pools
 from .devices import resolve_device, resolve_gpus
-from .keeper_process import KeeperProcess, KeeperStartError, read_events, unbacked
+from .child_events import kill_group, next_event, read_events
+from .keeper_process import KeeperProcess, KeeperStartError, unbacked
 from .sandbox import BUBBLEWRAP, SANDBOX_VARIABLE, bubblewrap_problem, containment, limit_process, worker_env, \
     wrap_command
 from .static_checks import check_source
@@ -186,10 +187,7 @@ class _Worker:
         self.pool.info = info
 
     def next_event(self, deadline: float) -> dict | None | str:
-        try:
-            return self.events.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            return "timeout"
+        return next_event(self.events, deadline)
 
     def stop(self) -> None:
         if self.keeper is not None:
@@ -199,7 +197,7 @@ class _Worker:
             return
         # The whole group, even when the worker itself has already died: nvcc, ninja, compile workers and whatever
         # the candidate started would otherwise live on. Before wait(), while the group id cannot be reused.
-        _kill_group(self.proc.pid)
+        kill_group(self.proc.pid)
         self.proc.wait()
         if self.proc.stdin:
             self.proc.stdin.close()
@@ -209,7 +207,7 @@ class _Worker:
         """From a signal handler: no wait, no state change (the worker's thread reaps the process)."""
         proc, keeper = self.proc, self.keeper
         if proc is not None:
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
         if keeper is not None:
             keeper.kill()
 
@@ -308,13 +306,6 @@ class _Worker:
                        device=self.pool.info.get("device_name", self.pool.device), dtype=request.dtype, phase=phase,
                        elapsed_s=round(time.monotonic() - began, 3), log_tail=tail,
                        containment=self.pool.info.get("containment", ""))
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):  # gone already (macOS answers EPERM for a group of zombies)
-        pass
 
 
 def _death(code: int | None) -> str:

@@ -84,8 +84,6 @@ class Worker:
         self.protocol.write(json.dumps(event, default=str) + "\n")
 
     def handle(self, job_id: str, request: dict) -> tuple[dict, bool]:
-        import shutil
-
         from .errors import Outcome, is_out_of_memory
         from .job import Job
         from .verdict import Verdict, VerifyRequest
@@ -119,8 +117,7 @@ class Worker:
             traceback.print_exc()
             violations, job.calls.broke_context = [], True
         self.keeper.done(job_id)
-        shutil.rmtree(workdir, ignore_errors=True)  # the next job starts with none of this one's files
-        clear_worker_dir()
+        clear_worker_dir()  # the next job starts with none of this one's files (its job_* directory included)
         refused = self.refusals()  # run-time wall: whatever the status, a refusal rejects (and ends the worker)
         if refused:
             verdict.status, verdict.message = "rejected", "refused at run time: " + "; ".join(refused[:3])
