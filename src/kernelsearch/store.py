@@ -164,6 +164,12 @@ class RunStore:
         rows = self.db.execute("SELECT * FROM attempts ORDER BY id").fetchall()
         return [Attempt(**{**dict(r), "verdict": json.loads(r["verdict"]) if r["verdict"] else None}) for r in rows]
 
+    def kernels(self) -> list[sqlite3.Row]:
+        """(id, lane, strategy, status, code) of every attempt that has code: what steering reads before each
+        attempt, without the prompts, answers and verdicts (tens of kB an attempt) that attempts() loads."""
+        return self.db.execute("SELECT id, lane, strategy, status, code FROM attempts WHERE code IS NOT NULL "
+                               "ORDER BY id").fetchall()
+
     # ---- re-timing (kernelsearch retime) -------------------------------------------------------------------
     def record_retime(self, attempt_id: int, device: str, sizes: str, verdict: dict) -> None:
         timing = Timing.of(verdict.get("timing"))

@@ -13,7 +13,7 @@ from ..llm.answer import extract_code
 from ..llm.client import LLMClient, LLMError
 from ..llm.prompt import Previous, strategies
 from ..problem import Problem
-from ..store import RunStore
+from ..store import ELAPSED, RunStore
 from ..verify import Verdict, WorkerPool, make_request
 from ..verify.verdict import Status
 from .archive import Archive, Entry, source_key
@@ -54,7 +54,7 @@ class Search:
         self.archive = Archive()
         self.lanes = [Lane(i) for i in range(config.lanes)]
         self.session = store.meta("sessions", 0)
-        self.spent_before = store.meta("elapsed_s", 0.0)
+        self.spent_before = store.meta(ELAPSED, 0.0)
         self.began = time.monotonic()
         self.closing = asyncio.Event()  # no new attempts
         self.stop = asyncio.Event()  # and no more waiting for answers
@@ -159,7 +159,7 @@ class Search:
         if errors:  # a bug of ours, not the model's: say so rather than hide it behind "budget spent"
             self.halt(f"internal error: {type(errors[0]).__name__}: {errors[0]}", fatal=True)
         self.halt("budget spent")  # only says so when nothing else stopped it
-        self.store.set_meta("elapsed_s", round(self.elapsed(), 3))
+        self.store.set_meta(ELAPSED, round(self.elapsed(), 3))
 
     async def lane_loop(self, lane: Lane) -> None:
         while True:

@@ -12,7 +12,7 @@ from typing import Callable
 from ..problem import Problem, load_problem
 from ..shrink import as_overrides
 from ..verify import Verdict, VerifyRequest, make_request
-from .archive import Entry, rank
+from .archive import Entry, rank, source_key
 from .run_dir import RunDir, best_header
 
 SIZES = ("original", "searched")  # the problem file's own sizes, or the ones searched at (--set, --shrink applied)
@@ -70,7 +70,7 @@ def retime(target: Target, verify: Callable[[VerifyRequest], Verdict], sizes: st
         passed: list[Entry] = []
         rows = []
         for a in attempts:
-            same = seen.setdefault(a.code.strip(), a.id)
+            same = seen.setdefault(source_key(a.code), a.id)  # the search's own notion of the same kernel
             if same != a.id:
                 rows.append({"attempt": a.id, "status": "same code as attempt %d" % same})
                 continue

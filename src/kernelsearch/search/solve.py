@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..llm.client import LLMClient
 from ..problem import Problem
+from ..store import ELAPSED
 from ..verify import Verdict, WorkerPool, make_request
 from ..verify.tolerance import DEFAULT_PROFILE, Tolerance, resolve_tolerance
 from .archive import Entry
@@ -106,7 +107,7 @@ def write_outputs(run: RunDir, search: Search, best: Entry | None, cold: Verdict
         "problem": search.problem.name, "solved": best is not None, "headline": headline,
         "stop_reason": search.stop_reason, "fatal_error": search.fatal,
         "tolerance": search.config.resolved_tolerance().describe(),
-        "elapsed_s": round(search.store.meta("elapsed_s", 0.0), 1), "budget_s": search.config.budget_s,
+        "elapsed_s": round(search.store.meta(ELAPSED, 0.0), 1), "budget_s": search.config.budget_s,
         "sessions": search.store.meta("sessions", 1), "attempts": len(attempts), "statuses": statuses,
         "tokens": {k: sum(getattr(a, k) or 0 for a in attempts)
                    for k in ("prompt_tokens", "completion_tokens", "reasoning_tokens")},

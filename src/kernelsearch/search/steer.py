@@ -75,12 +75,12 @@ def tried_elsewhere(search: Search, lane: Lane) -> list[str]:
     strategy and outcome, and what it is (the first line of its first docstring, else its kernels' names), so
     that this lane can choose another."""
     lines = []
-    for a in search.store.attempts():
-        if a.lane == lane.index or not a.code or a.status in NOT_TRIED:
+    for a in search.store.kernels():
+        if a["lane"] == lane.index or not a["code"] or a["status"] in NOT_TRIED:
             continue
-        status = "being verified" if a.status == Status.PENDING else a.status
-        title = strategies()[a.strategy].title if a.strategy in strategies() else a.strategy
-        lines.append(f"attempt {a.id} (lane {a.lane}, {title}): {status}; {design_line(a.code)}")
+        status = "being verified" if a["status"] == Status.PENDING else a["status"]
+        title = strategies()[a["strategy"]].title if a["strategy"] in strategies() else a["strategy"]
+        lines.append(f"attempt {a['id']} (lane {a['lane']}, {title}): {status}; {design_line(a['code'])}")
     return lines[-MAX_TRIED_SHOWN:]
 
 
