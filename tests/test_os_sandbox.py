@@ -251,7 +251,8 @@ def test_stopping_the_command_leaves_no_sandbox_process(signum):
     with spinning(VERIFY_HANG) as (proc, worker):
         tree = _descendants(proc.pid)
         assert _command(worker).endswith("bwrap"), "the pool did not start its worker in bubblewrap"
-        assert len([p for p in tree if _command(p).endswith("bwrap")]) == 2  # bwrap and the namespace's init
+        # the keeper's and the worker's (which joins the keeper's namespace: no init of its own)
+        assert len([p for p in tree if _command(p).endswith("bwrap")]) == 2
         assert any(_command(p) == sys.executable for p in tree)  # the worker itself, under them
         proc.send_signal(signum)
         proc.wait(timeout=10)
@@ -284,3 +285,33 @@ def test_a_cuda_candidate_calling_system_leaves_nothing_on_the_machine(tmp_path)
         assert verdict.status in ("correct", "rejected"), verdict.message  # it computes add+ReLU, and cannot act
     assert [m for m in markers if m.exists()] == []
     wait_for(lambda: not _sleeping("600.4242"), 5, "the candidate's stray process ends with its worker")
+
+
+def test_the_keeper_shares_the_workers_pid_namespace_and_stays_out_of_its_reach(tmp_path):
+    """The worker joins its keeper's PID namespace (CUDA IPC needs it); the candidate reaches neither the keeper's
+    memory nor its file system nor its descriptors (its /proc entry is covered, and it is undumpable), and its
+    signals do not end it. The run-time audit is off: the OS alone must hold."""
+    config = PoolConfig(device=DEVICE, workdir=str(tmp_path / "pool"), extra_env={"KS_AUDIT": "off"})
+    with WorkerPool(config) as pool:
+        verdict = pool.verify(_request(CANDIDATES / "escapes" / "reach_the_keeper.py"))
+        assert verdict.status == "correct", verdict.message
+        keeper, worker = pool.workers[0].keeper.proc.pid, pool.workers[0].proc.pid
+        assert _command(keeper).endswith("bwrap") and _command(worker).endswith("bwrap")
+        assert _pid_namespace_of_children(keeper) == _pid_namespace_of_children(worker)
+        assert _pid_namespace_of_children(worker) != os.readlink("/proc/self/ns/pid")
+        assert _ns_pid(_children(keeper)[0]) == 1  # the namespace's first process: its /proc entry is the covered one
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _pid_namespace_of_children(pid: int) -> str:
+    """The PID namespace of the processes bwrap `pid` started (bwrap itself stays in ours)."""
+    return os.readlink(f"/proc/{_children(pid)[0]}/ns/pid")
+
+
+def _ns_pid(pid: int) -> int:
+    """Process `pid`'s number in its own PID namespace."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("NSpid:")).split()[-1])

@@ -1,4 +1,4 @@
-"""The kernelsearch command line: commands, options, help, exit codes (what they do: commands, search_commands)."""
+"""The kernelsearch command line: commands, options, help, exit codes (what they do: *_commands.py, commands.py)."""
 from __future__ import annotations
 
 import argparse
@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> None:
                            help="with --bench: also FlexAttention under max-autotune-no-cudagraphs (minutes per shape)")
 
     solve = commands.add_parser("solve", help="search for a fast, verified kernel with an LLM in the closed loop")
-    solve.add_argument("problem", nargs="?", help="KernelBench-format problem file (not needed with --resume)")
+    solve.add_argument("problem", nargs="?", help="KernelBench-format problem file, or an attention spec (a file "
+                       "with score_mod/mask_mod and no Model, as `attention` takes), searched from its generated "
+                       "kernel (README: solve); not needed with --resume")
     add_search_options(solve)
     solve.add_argument("--set", dest="overrides", action="append", metavar="NAME=VALUE",
                        help="change a top-level size constant of the problem (repeatable)")
@@ -138,12 +140,12 @@ def main(argv: list[str] | None = None) -> None:
 
     _document(commands)
     args = parser.parse_args(argv)
-    from . import commands, search_commands
+    from . import commands, run_commands, search_commands
     from .verify.live_pools import Stopped
 
     handlers = {"attention": commands.run_attention, "verify": commands.run_verify, "mcp": commands.run_mcp,
                 "solve": search_commands.run_solve, "bench": search_commands.run_bench,
-                "report": search_commands.run_report, "retime": search_commands.run_retime}
+                "report": run_commands.run_report, "retime": run_commands.run_retime}
 
     try:
         code = handlers[args.command](args)
@@ -169,7 +171,7 @@ def add_search_options(p) -> None:
     add_tolerance_options(p, from_config=True)
     p.add_argument("--device", choices=["auto", "cuda", "cpu"])
     p.add_argument("--strict", action="store_true", default=None, help="reject kernels that keep compute in PyTorch")
-    p.add_argument("--max-attempts", type=at_least_one, help="stop after this many attempts")
+    p.add_argument("--max-attempts", type=at_least_one, help="stop after this many model attempts")
     p.add_argument("--shrink", choices=["off", "auto"], help="auto: on the CPU, scale the size constants of a "
                    "problem too large for the Triton interpreter down until it fits, before any model call; the "
                    "model is told the original sizes are the target (default off: such a problem is refused)")

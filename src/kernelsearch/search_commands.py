@@ -1,12 +1,12 @@
-"""The commands that run searches and read their run directories (solve, bench, report, retime): the endpoint
-check, the verifier pool and the display around a search, resuming, and the bench's report."""
+"""The commands that run searches (solve, bench): the endpoint check, the verifier pool and the display around a
+search, and resuming. Those that read a run directory afterwards (report, retime) are in run_commands.py."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from .cli import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE, how_stopped
+from .run_commands import finish_bench
 
 
 def _only_budget_on_resume(args) -> None:
@@ -119,11 +119,13 @@ def run_solve(args) -> int:
     from .llm.client import LLMError
     from .problem import ProblemError, load_problem, parse_overrides
     from .search.run_dir import RunDir, Settings
+    from .search.seed import problem_or_spec, spec_search
     from .search.solve import solve
     from .shrink import fit_interpreter
     from .store import StoreError
     from .verify import PoolConfig
 
+    run, made_here, spec, seed = None, False, None, None
     try:
         if args.resume:
             _only_budget_on_resume(args)
@@ -139,24 +141,31 @@ def run_solve(args) -> int:
             stem = Path(args.problem).stem
             run = RunDir(args.out or f"runs/solve-{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
             run.new_search()
-            problem = load_problem(args.problem, overrides)
+            made_here = not run.path.exists()
+            problem, spec = problem_or_spec(args.problem, overrides)
             settings = Settings(args.problem, overrides, search, model)
         search, model, run_dir = settings.search, settings.model, run.path
         device, client = _start(search, model, args.ray)
+        if spec:  # its problem (problem.py) and generated kernel at the shape this device searches
+            problem, seed = spec_search(spec, run, settings, device, dtype_given=args.dtype is not None)
         if args.resume:  # a --shrink holds on the CPU only: resumed on a GPU, the search is at the original sizes
             problem = load_problem(settings.problem,
                                    settings.searched_overrides() if device == "cpu" else settings.overrides)
         if device == "cpu" and search.language == "triton":  # too large for the interpreter: before any model call
-            problem, changes = fit_interpreter(problem, "off" if args.resume else search.shrink, settings.overrides)
+            problem, changes = fit_interpreter(problem, "off" if args.resume else search.shrink, settings.overrides,
+                                               settings.variants())
             if changes:
                 settings.shrink = {name: list(pair) for name, pair in changes.items()}
-    except (ConfigError, ProblemError, LLMError, OSError, ValueError, StoreError) as e:
+    except (ConfigError, ProblemError, LLMError, OSError, ValueError, StoreError) as e:  # SpecError is a ValueError
+        if made_here:  # a spec's problem.py may be there already: no directory is left without a run in it
+            run.discard_unused()
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
     config = PoolConfig(device=device, compile_timeout_s=search.compile_timeout_s, run_timeout_s=search.run_timeout_s)
     async def work(pool, display):
-        result = await solve(problem, search, client, pool, run_dir, display)
+        result = await solve(problem, search, client, pool, run_dir, display, variant_names=settings.variants(),
+                             seed=seed)
         if result.summary:  # which backend and which nodes verified (summary.json's `verifier`)
             from .scale import backend_record
             result.summary["verifier"] = backend_record(pool)
@@ -165,7 +174,7 @@ def run_solve(args) -> int:
 
     result, failed = _search(client, config, run_dir, work,
                              create=None if args.resume else lambda: run.save_settings(settings),
-                             made_here=not args.resume and not run_dir.exists(), ray=args.ray)
+                             made_here=made_here, ray=args.ray)
     if failed is not None:
         return failed
     print(f"{result.summary['headline']}\nrun: {run_dir}" + (f"\nkernel: {run.best}" if result.best else ""))
@@ -215,7 +224,7 @@ def run_bench(args) -> int:
                            "torch": pool.info.get("torch", ""), "triton": pool.info.get("triton", ""),
                            "tolerance": describe_settings(tolerance["tolerance"], tolerance["atol"],
                                                           tolerance["rtol"])}
-            return _finish_bench(run_dir, context, prices)
+            return finish_bench(run_dir, context, prices)
         if args.resume:
             _only_budget_on_resume(args)
             run_dir = Path(args.resume)
@@ -264,89 +273,4 @@ def run_bench(args) -> int:
                "endpoint": client.config.base_url, "budget per problem": f"{search.budget_s:g} s",
                "lanes": search.lanes, "language": search.language,
                "tolerance": describe_settings(search.tolerance, search.atol, search.rtol)}
-    return _finish_bench(run_dir, context, prices)
-
-
-def _finish_bench(run_dir: Path, context: dict, prices) -> int:
-    """Metrics, results.csv, summary.json and report.html for a bench or replay run."""
-    from .report.metrics import load_results, summarize, write_results
-    from .search.run_dir import RunDir
-
-    run = RunDir(run_dir)
-    results = load_results(run_dir)
-    summary = summarize(results, prices)
-    write_results(run_dir, results, {**summary, "context": context})
-    run.context.write_text(json.dumps(context, indent=2) + "\n")
-    report = _write_report(run_dir, results, context, prices)
-    fast = summary["fast_p"]["eager"]["1"]
-    print(f"{summary['correct']}/{summary['problems']} problems correct"
-          + (f"; fast_1 vs eager {fast:.0%}" if fast is not None else "; not timed (no GPU)")
-          + f"\nresults: {run.results}, {run.summary}"
-          + (f"\nreport: {report}" if report else ""))
-    return EXIT_CORRECT if summary["correct"] else EXIT_REJECTED
-
-
-def _write_report(run_dir: Path, results, context: dict, prices) -> Path | None:
-    try:
-        from .report.html import write_report
-        return write_report(run_dir, results, context, prices)
-    except ImportError as e:  # matplotlib is a dependency; say what is missing rather than fail the run
-        print(f"kernelsearch: no report ({e}); `kernelsearch report {run_dir}` where matplotlib is installed",
-              file=sys.stderr)
-        return None
-
-
-def run_report(args) -> int:
-    from .config import ConfigError, parse_prices
-    from .report.metrics import load_results
-    from .search.run_dir import RunDir, RunDirError
-    from .store import StoreError
-
-    run_dir = Path(args.run_dir)
-    try:
-        prices = parse_prices(args.price)
-        results = load_results(run_dir)
-    except (ConfigError, FileNotFoundError, StoreError, RunDirError) as e:
-        print(f"kernelsearch: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    context_path = RunDir(run_dir).context
-    context = json.loads(context_path.read_text()) if context_path.exists() else {"run": str(run_dir)}
-    report = _write_report(run_dir, results, context, prices)
-    if report is None:
-        return EXIT_USAGE
-    print(f"report: {report}")
-    if args.open:
-        import webbrowser
-        webbrowser.open(report.resolve().as_uri())
-    return EXIT_CORRECT
-
-
-def run_retime(args) -> int:
-    """Every correct kernel of a run verified and timed again here; the fastest becomes the run's best."""
-    from .problem import ProblemError
-    from .search.retime import retime, targets
-    from .search.run_dir import RunDir, RunDirError
-    from .store import StoreError
-    from .verify import PoolConfig, WorkerPool, resolve_device
-
-    run = RunDir(args.run_dir)
-    try:
-        if not (run.holds_search() or run.holds_bench()):
-            raise RunDirError(f"{run} is not a kernelsearch run (no {run.store.name}, no {run.bench.name})")
-        run.check_readable()
-        found = targets(run, args.sizes)
-        device = resolve_device(args.device)
-        if device != "cuda":
-            raise RunDirError("re-timing needs a GPU: without one nothing is timed, so there is nothing to rank "
-                              "(run it where torch sees a CUDA device)")
-    except (RunDirError, StoreError, ProblemError, OSError, ValueError) as e:
-        print(f"kernelsearch: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    with WorkerPool(PoolConfig(device=device)) as pool:
-        summaries = [retime(t, pool.verify, args.sizes, progress=lambda line: print(line, flush=True))
-                     for t in found]
-        device_name = pool.info.get("device_name", device)
-    if run.holds_bench() and not run.holds_search():  # the bench's metrics and report from the new verdicts
-        context = json.loads(run.context.read_text()) if run.context.is_file() else {"run": str(run)}
-        return _finish_bench(run.path, {**context, "re-timed on": f"{device_name}, {args.sizes} sizes"}, None)
-    return EXIT_CORRECT if any(s["solved"] for s in summaries) else EXIT_REJECTED
+    return finish_bench(run_dir, context, prices)

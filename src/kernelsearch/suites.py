@@ -109,10 +109,9 @@ def write_kernelbench_rows(rows, out: Path) -> Path:
 
 
 def _attention(spec_dir: Path, device: str, work_dir: Path) -> list[SuiteProblem]:
-    """Each spec's reference attention, at its first shape (GPU SHAPES, or CPU TEST_SHAPES), as a problem."""
-    from .attention.generate import generate, problem_source
+    """Each spec's reference attention, at the shape a search uses (workflow.spec_problem), as a problem."""
     from .attention.spec import load_spec
-    from .attention.workflow import SIZE_CONSTANTS
+    from .attention.workflow import SIZE_CONSTANTS, spec_problem
 
     if not spec_dir.is_dir():
         raise ProblemError(f"attention spec directory not found: {spec_dir} (give --spec-dir)")
@@ -121,10 +120,10 @@ def _attention(spec_dir: Path, device: str, work_dir: Path) -> list[SuiteProblem
     problems = []
     for position, spec_path in enumerate(sorted(spec_dir.glob("*.py")), 1):
         spec = load_spec(spec_path)
-        shape = (spec.shapes if device == "cuda" else spec.test_shapes)[0]
-        names = [c.name for c in generate(spec).captures]
+        found = spec_problem(spec, device)
         path = out / f"{spec.name}.py"
-        path.write_text(problem_source(spec, shape, names))
-        problems.append(SuiteProblem(key=spec.name, name=spec.name, path=path, number=position, dtype=shape.dtype,
+        path.write_text(found.source)
+        problems.append(SuiteProblem(key=spec.name, name=spec.name, path=path, number=position,
+                                     dtype=found.shape.dtype,
                                      variant_names=sorted(SIZE_CONSTANTS)))
     return problems

@@ -15,7 +15,8 @@ import anyio
 
 from ..verify import live_pools
 from ..verify.child_events import kill_group
-from ..verify.pool import WorkerPool, _death
+from ..verify.pool import WorkerPool
+from ..verify.pool_worker import death_message
 from ..verify.sandbox import limit_process, worker_env, wrap_command
 
 LOG_TAIL = 1500  # characters of the probe's stderr kept for an error message
@@ -58,7 +59,7 @@ class Probes:
             answer = json.loads(out.decode())
         except ValueError:
             tail = err.decode(errors="replace").strip()[-LOG_TAIL:]
-            raise ProbeFailed(f"{_death(code) if code else 'the probe process gave no answer'}"
+            raise ProbeFailed(f"{death_message(code) if code else 'the probe process gave no answer'}"
                               + (f"; its log ends: {tail}" if tail else "")) from None
         if not answer.pop("ok"):
             raise ProbeFailed(answer["error"])

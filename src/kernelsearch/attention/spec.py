@@ -1,6 +1,7 @@
 """An attention spec file: FlexAttention-style score_mod / mask_mod, captured tensors, and shapes."""
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 from dataclasses import dataclass, field
@@ -56,6 +57,35 @@ class AttentionSpec:
         tensors = self.captures_cache[shape]
         vars(self.module).update(tensors)
         return tensors
+
+
+MODS = ("score_mod", "mask_mod")
+
+
+def top_level_names(path: str | Path) -> set[str]:
+    """The names a Python file defines, assigns or imports at its top level, read without running it; empty for a
+    file that is missing or does not parse (loading it then says why)."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {alias.asname or alias.name for alias in node.names}
+    return names
+
+
+def is_spec(path: str | Path) -> bool:
+    """Whether a file is an attention spec rather than a KernelBench problem: it defines score_mod or mask_mod and
+    no Model (a problem generated from a spec defines both: it is a problem)."""
+    names = top_level_names(path)
+    return "Model" not in names and any(mod in names for mod in MODS)
 
 
 def load_spec(path: str | Path) -> AttentionSpec:

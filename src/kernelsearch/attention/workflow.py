@@ -8,8 +8,9 @@ from pathlib import Path
 from ..problem import load_problem
 from ..verify import PoolConfig, WorkerPool, make_request, resolve_device
 from .captures import find_tensors, rebind
-from .generate import generate, problem_source
-from .spec import AttentionSpec, Shape
+from .generate import GeneratedKernel, generate, problem_source
+from .spec import AttentionSpec, Shape, SpecError
+from .trace import TraceError
 
 # The verifier's second input shape may change only these problem constants: the spec's own constants
 # (a window, a grid, a head count that sizes a captured tensor) are part of the kernel.
@@ -72,6 +73,32 @@ def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune
     }
     (out_dir / f"{spec.name}_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return result
+
+
+@dataclass
+class SpecProblem:
+    """A spec as a search's problem (`solve SPEC`, the attention suite of `bench`): the shape searched, the problem
+    file's text (the PyTorch reference with the spec's mods at that shape) and the generated kernel, or why the
+    generator could not translate the mods."""
+    shape: Shape
+    source: str
+    kernel: GeneratedKernel | None
+    untranslated: str = ""
+
+
+def spec_problem(spec: AttentionSpec, device: str) -> SpecProblem:
+    """At the spec's first shape: SHAPES on a GPU, TEST_SHAPES on the CPU (the interpreter). A mod the generator
+    cannot translate still makes a problem: its model gets every tensor the mods read."""
+    shapes, listed = (spec.shapes, "SHAPES") if device == "cuda" else (spec.test_shapes, "TEST_SHAPES")
+    if not shapes:
+        raise SpecError(f"{spec.path}: {listed} is empty: a search needs a shape to search at")
+    try:
+        kernel, untranslated = generate(spec), ""
+        names = [c.name for c in kernel.captures]
+    except TraceError as e:
+        kernel, untranslated = None, str(e)
+        names = [found.name for found in find_tensors(spec.score_mod, spec.mask_mod)]
+    return SpecProblem(shapes[0], problem_source(spec, shapes[0], names), kernel, untranslated)
 
 
 def shape_request(spec: AttentionSpec, kernel, kernel_name: str, index: int, shape: Shape, out_dir: Path,

@@ -19,6 +19,7 @@ from ..verify.verdict import Status
 from .archive import Archive, Entry, source_key
 from .display import Display
 from .problem_profile import ProblemProfile, profile_problem
+from .seed import SEED_STRATEGY, Seed, plant
 from .steer import original_source, plan_attempt
 
 if TYPE_CHECKING:
@@ -87,8 +88,8 @@ class Search:
             if a.strategy in _optimizations():
                 lane.tried[a.strategy] += 1
             self.taken.setdefault(a.step, set()).add(a.strategy)
-            if a.status in (Status.LLM_ERROR, Status.CANCELLED):
-                continue
+            if a.status in (Status.LLM_ERROR, Status.CANCELLED) or (a.strategy == SEED_STRATEGY and not a.correct):
+                continue  # a failed seed is not the lane's to fix (seed.plant)
             duplicate = a.status == Status.DUPLICATE and verdict is not None and verdict.ok
             lane.previous = Previous(a.strategy, a.code, verdict, problem=a.note or "", attempt_id=a.id,
                                      status=Status.DUPLICATE if duplicate else "")
@@ -98,9 +99,10 @@ class Search:
                 self.archive.add(lane.latest)
 
     def totals(self) -> tuple[int, int]:
-        # attempts in flight count, so that lanes starting together cannot overshoot the attempt cap
-        rows = self.store.db.execute("SELECT COUNT(*), COALESCE(SUM(completion_tokens), 0) FROM attempts "
-                                     "WHERE status != ?", (Status.CANCELLED,)).fetchone()
+        # attempts in flight count, so that lanes starting together cannot overshoot the attempt cap; a seed is no
+        # model attempt
+        rows = self.store.db.execute("SELECT COUNT(*), COALESCE(SUM(completion_tokens), 0) FROM attempts WHERE "
+                                     "status != ? AND strategy != ?", (Status.CANCELLED, SEED_STRATEGY)).fetchone()
         return rows[0], rows[1]
 
     def check_caps(self) -> None:
@@ -135,7 +137,8 @@ class Search:
         return self.profile
 
     # ---- the loop ------------------------------------------------------------------------------------------
-    async def run(self) -> None:
+    async def run(self, seed: Seed | None = None) -> None:
+        """The lanes until a stop; a `seed` is verified first, on the budget, before any model call."""
         # Traced before the budget's clock starts, like the workers' start-up: its seconds are torch's import.
         await self.problem_profile()
         self.began = time.monotonic()
@@ -144,6 +147,9 @@ class Search:
         self.check_caps()
         if self.closing.is_set():
             return
+        if seed is not None:
+            await plant(self, seed)
+            remaining = self.config.budget_s - self.elapsed()
         lanes = [asyncio.create_task(self.lane_loop(lane)) for lane in self.lanes]
         every = asyncio.gather(*lanes, return_exceptions=True)
         try:
@@ -209,7 +215,6 @@ class Search:
         return None if call.cancelled() else call.result()
 
     async def ask_and_verify(self, lane: Lane, attempt_id: int, step: int, strategy: str, prompt: str) -> None:
-        cfg = self.config
         try:
             completion = await self.ask(lane, step, prompt)
         except LLMError as e:
@@ -238,12 +243,17 @@ class Search:
             lane.failures += 1
             self.finish(lane, attempt_id, step, strategy, Status.NO_CODE, extracted.note)
             return
-        key = source_key(extracted.code)
+        await self.verify(lane, attempt_id, step, strategy, extracted.code)
+
+    async def verify(self, lane: Lane, attempt_id: int, step: int, strategy: str, code: str) -> Verdict:
+        """Verify an attempt's code (once per source: seen before, it is a duplicate), record the verdict and
+        what the lane saw, and keep a correct kernel in the archive."""
+        cfg = self.config
+        key = source_key(code)
         if key in self.verdicts:
-            await self.reuse(lane, attempt_id, step, strategy, extracted.code, key)
-            return
+            return await self.reuse(lane, attempt_id, step, strategy, code, key)
         self.display.verifying(self.name, lane.index, step)
-        request = make_request(self.problem, extracted.code, f"attempt{attempt_id}", self.variant_names,
+        request = make_request(self.problem, code, f"attempt{attempt_id}", self.variant_names,
                                dtype=cfg.dtype, trials=cfg.trials, seed=cfg.seed, timing=True, strict=cfg.strict,
                                **cfg.tolerance_settings())
         verifying = asyncio.ensure_future(asyncio.wrap_future(self.pool.submit(request)))
@@ -251,11 +261,11 @@ class Search:
         verdict = await verifying
         self.verdicts[key] = (attempt_id, verdict)
         timed = verdict.timed
-        lane.previous = Previous(strategy, extracted.code, verdict, attempt_id=attempt_id)
+        lane.previous = Previous(strategy, code, verdict, attempt_id=attempt_id)
         detail = verdict.message.splitlines()[0][:120] if verdict.message else ""
         if verdict.ok:
             lane.failures = 0
-            lane.latest = Entry(attempt_id, lane.index, strategy, extracted.code, verdict, self.elapsed())
+            lane.latest = Entry(attempt_id, lane.index, strategy, code, verdict, self.elapsed())
             detail = lane.latest.summary()
             if self.archive.add(lane.latest):  # untimed (no GPU), the first correct kernel stays: none ranks higher
                 self.display.new_best(self.name, lane.latest.summary(),
@@ -267,8 +277,9 @@ class Search:
                     candidate_ms=timed and timed.candidate_ms, verify_s=verdict.elapsed_s)
         if verdict.status == Status.PROBLEM_ERROR:  # no kernel can pass a problem that cannot run here
             self.halt(f"the problem cannot be verified here: {verdict.message.splitlines()[0]}")
+        return verdict
 
-    async def reuse(self, lane: Lane, attempt_id: int, step: int, strategy: str, code: str, key: str) -> None:
+    async def reuse(self, lane: Lane, attempt_id: int, step: int, strategy: str, code: str, key: str) -> Verdict:
         """A kernel verified before (the same source up to comments and whitespace) is not verified again: the
         attempt is recorded as a duplicate with the earlier verdict."""
         earlier, verdict = self.verdicts[key]
@@ -281,6 +292,7 @@ class Search:
         lane.failures += 1
         self.finish(lane, attempt_id, step, strategy, Status.DUPLICATE, f"same kernel as attempt {earlier}",
                     verdict=verdict.to_json(), note=f"duplicate of attempt {earlier}")
+        return verdict
 
 
 def _optimizations() -> set[str]:

@@ -40,7 +40,7 @@ def targets(run: RunDir, sizes: str = "original") -> list[Target]:
         problem = load_problem(settings.problem, overrides)
         s = settings.search
         options = {"dtype": s.dtype, "strict": s.strict, "trials": s.trials, **s.tolerance_settings()}
-        return [Target(run, problem.name, problem, options, None, s.seed)]
+        return [Target(run, problem.name, problem, options, settings.variants(), s.seed)]
     from .bench import _search_settings, load_bench
 
     found_under = _search_settings(run.path)  # per problem: dtype, strictness, tolerance, second-shape sizes

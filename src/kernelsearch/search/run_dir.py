@@ -41,10 +41,15 @@ class Settings:
     search: SolveConfig
     model: ModelConfig
     shrink: dict[str, list] = field(default_factory=dict)  # --shrink auto: NAME -> [original, searched]
+    variant_names: list[str] | None = None  # the constants the verifier's second shape may change (None: all)
 
     def searched_overrides(self) -> dict[str, str]:
         """The --set values the search ran with: the user's, then the shrink's."""
         return {**self.overrides, **as_overrides(self.shrink)}
+
+    def variants(self) -> set[str] | None:
+        """variant_names as make_request, solve and fit_interpreter take them."""
+        return set(self.variant_names) if self.variant_names is not None else None
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,8 @@ class RunDir:
                 "search": asdict(settings.search), "model": asdict(settings.model.resolved())}
         if settings.shrink:
             data["shrink"] = {name: list(pair) for name, pair in settings.shrink.items()}
+        if settings.variant_names is not None:  # a problem made from an attention spec names its sizes
+            data["variant_names"] = settings.variant_names
         if not self.problem_file.is_file():  # the exact text searched: resume and retime work where the file is not
             self.problem_file.write_text(Path(settings.problem).read_text())
         self._write_json(self.config, data)
@@ -172,7 +179,7 @@ class RunDir:
         problem = str(self.problem_file) if self.problem_file.is_file() else data.get("problem")
         try:
             return Settings(problem, data.get("overrides", {}), SolveConfig(**data["search"]),
-                            ModelConfig(**data["model"]), data.get("shrink", {}))
+                            ModelConfig(**data["model"]), data.get("shrink", {}), data.get("variant_names"))
         except (KeyError, TypeError) as e:
             raise RunDirError(f"{self.config} is not a kernelsearch configuration ({type(e).__name__}: {e})") from None
 

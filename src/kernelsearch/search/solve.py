@@ -14,6 +14,7 @@ from .archive import Entry
 from .display import Display
 from .lanes import Search
 from .run_dir import RunDir, best_header
+from .seed import Seed
 
 TOLERANCE_FIELDS = ("tolerance", "atol", "rtol")  # SolveConfig's and VerifyRequest's names for the same settings
 
@@ -58,14 +59,16 @@ class SolveResult:
 
 # ---- the run directory (search/run_dir.py names its files) -----------------------------------------------------
 async def solve(problem: Problem, config: SolveConfig, client: LLMClient, pool: WorkerPool, run_dir: Path,
-                display: Display, name: str | None = None, variant_names: set[str] | None = None) -> SolveResult:
-    """Search until the budget or a cap, then re-verify the winner cold and write best.py and summary.json."""
+                display: Display, name: str | None = None, variant_names: set[str] | None = None,
+                seed: Seed | None = None) -> SolveResult:
+    """Search until the budget or a cap (from a `seed` kernel, verified first, when one is given), then re-verify
+    the winner cold and write best.py and summary.json."""
     run = RunDir(run_dir)
     store = run.open_store()
     try:
         search = Search(problem, config, client, pool, store, display, name, variant_names)
         store.set_meta("sessions", search.session + 1)
-        await search.run()
+        await search.run(seed)
         best, cold = await cold_check(search)
         summary = write_outputs(run, search, best, cold)
         display.finish(search.name, summary["headline"])

@@ -11,6 +11,7 @@ from ..llm.prompt import Previous, Strategy, build_prompt, size_note, strategies
 from ..verify.verdict import Status
 from .archive import Entry
 from .feedback import performance
+from .seed import holds_seed
 from .strategies import choose, outcome
 
 if TYPE_CHECKING:
@@ -39,8 +40,8 @@ def plan_attempt(search: Search, lane: Lane, step: int) -> Plan:
         parent = parent_for(search, lane)
         previous = as_previous(parent) if parent else None
         lane.failures = 0
-    elif outcome(previous) == "correct":
-        parent = parent_for(search, lane)
+    elif outcome(previous) == "correct" or (previous is None and holds_seed(archive)):
+        parent = parent_for(search, lane)  # in a seeded search a lane with nothing of its own builds on the seed
     shown_parent = performance(parent.verdict, cfg.dtype) if parent else None
     taken = search.taken.setdefault(step, set())
     strategy = choose(as_previous(parent) if parent else previous, lane.index, sum(lane.tried.values()),

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 import traceback
 from pathlib import Path
 
 from .keeper_link import LinkClosed, compared_seeds, recv_message, recv_tensor, send_message
+from .namespaces import undumpable
 
 
 def main() -> None:
+    undumpable()  # first: it shares its PID namespace with the candidate's worker (namespaces.py)
+    # No handler for SIGINT either (Python's raises KeyboardInterrupt): as its namespace's first process, the keeper
+    # then gets no signal at all from the worker's processes; the pool, outside that namespace, still kills it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     protocol = os.fdopen(int(os.environ["KS_RESPONSE_FD"]), "w", buffering=1)
     os.dup2(2, 1)  # the problem's prints go to the log, never into the protocol
     keeper = Keeper(os.environ.get("KS_DEVICE", "cpu"), protocol, socket.socket(fileno=int(os.environ["KS_KEEPER_FD"])))

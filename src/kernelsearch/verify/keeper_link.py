@@ -67,18 +67,24 @@ def describe_tensors(tensors, share: bool = False) -> list[dict]:
     """Each tensor's dtype, shape and device; with `share`, a GPU tensor also carries a CUDA IPC handle to its memory
     (`ipc`), through which the keeper reads it in place: no copy, no socket (19_ReLU's 6 GiB output took ~5 s a
     comparison through the socket and the CPU, which put the job past its time limit)."""
+    shared = [share_cuda(t) if share and t.device.type == "cuda" else None for t in tensors]
     return [{"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), "device": t.device.type,
-             **({"ipc": share_cuda(t)} if share and t.device.type == "cuda" else {})} for t in tensors]
+             **({"ipc": ipc} if ipc else {})} for t, ipc in zip(tensors, shared)]
 
 
-def share_cuda(t) -> dict:
-    """What another process needs to open a GPU tensor's memory (torch.multiprocessing's CUDA reduction, as JSON)."""
+def share_cuda(t) -> dict | None:
+    """What another process needs to open a GPU tensor's memory (torch.multiprocessing's CUDA reduction, as JSON);
+    None where CUDA will not make a handle (on the H100 with a /dev/shm that was not a tmpfs: "invalid argument"):
+    then the keeper asks for the bytes through the socket."""
     from torch.multiprocessing.reductions import reduce_tensor
 
     torch = _torch()
     torch.cuda.synchronize()  # the candidate's kernels have written it before the keeper reads
-    _, (_, size, stride, offset, _, _, device, handle, size_bytes, offset_bytes, _, counter, counter_offset,
-        event, event_sync) = reduce_tensor(t.detach())
+    try:
+        _, (_, size, stride, offset, _, _, device, handle, size_bytes, offset_bytes, _, counter, counter_offset,
+            event, event_sync) = reduce_tensor(t.detach())
+    except RuntimeError:  # torch's AcceleratorError is one
+        return None
     return {"stride": list(stride), "offset": offset, "gpu": device, "handle": _b64(handle), "size_bytes": size_bytes,
             "offset_bytes": offset_bytes, "counter": _b64(counter), "counter_offset": counter_offset,
             "event": _b64(event), "event_sync": bool(event_sync)}

@@ -11,9 +11,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .child_events import kill_group, next_event, read_events
 from .keeper_link import FRESH_SEED, VARIANT_SEED
+from .namespaces import Namespaces, read_child_pid
 from .sandbox import limit_process, worker_env
 
 JOB_DONE_WAIT_S = 30.0  # the keeper says a job is done as the worker's last message reaches it: normally at once
@@ -31,11 +33,17 @@ class JobRecord:
 
 
 class KeeperProcess:
-    """One keeper process. `worker_end` is the socket end the worker must be started with (KS_KEEPER_FD)."""
+    """One keeper process. `worker_end` is the socket end the worker must be started with (KS_KEEPER_FD).
+
+    With `wrap` (argv, env, info_fd -> argv) it runs inside the OS sandbox that returns, and `namespaces` holds that
+    sandbox's PID (and user) namespace for the worker to join (namespaces.py says why)."""
 
     def __init__(self, device: str, gpu: int | None, workdir: Path, log_path: Path, hidden_env: tuple[str, ...],
-                 extra_env: dict[str, str], memory_bytes: int | None, file_bytes: int, start_timeout_s: float):
+                 extra_env: dict[str, str], memory_bytes: int | None, file_bytes: int, start_timeout_s: float,
+                 wrap: Callable[[list[str], dict, int], list[str]] | None = None):
         workdir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+        self.namespaces: Namespaces | None = None
         ours, self.worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.worker_end.set_inheritable(True)
         ours.set_inheritable(True)
@@ -43,16 +51,32 @@ class KeeperProcess:
         env = {**worker_env(device, gpu, workdir, hidden_env), **extra_env,
                "KS_RESPONSE_FD": str(write_fd), "KS_KEEPER_FD": str(ours.fileno())}
         env.pop("TRITON_INTERPRET", None)  # the keeper runs the reference, never a Triton kernel
+        argv, pass_fds = [sys.executable, "-m", "kernelsearch.verify.keeper"], [write_fd, ours.fileno()]
+        info_read = info_write = None
+        if wrap is not None:
+            info_read, info_write = os.pipe()
+            argv = wrap(argv, env, info_write)
+            pass_fds.append(info_write)
+        deadline = time.monotonic() + start_timeout_s
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kernelsearch.verify.keeper"], stdin=subprocess.PIPE, stdout=log, stderr=log,
-                env=env, cwd=workdir, pass_fds=(write_fd, ours.fileno()), start_new_session=True,
-                preexec_fn=limit_process(memory_bytes, file_bytes))
-        os.close(write_fd)
+                argv, stdin=subprocess.PIPE, stdout=log, stderr=log, env=env, cwd=workdir, pass_fds=pass_fds,
+                start_new_session=True, preexec_fn=limit_process(memory_bytes, file_bytes, network=wrap is None))
+        for fd in (write_fd, info_write):
+            if fd is not None:
+                os.close(fd)
         ours.close()
         self.events: queue.Queue = queue.Queue()
         threading.Thread(target=read_events, args=(os.fdopen(read_fd), self.events), daemon=True).start()
-        ready = self.next_event(time.monotonic() + start_timeout_s)
+        if info_read is not None:
+            try:
+                self.namespaces = Namespaces.of(read_child_pid(info_read, deadline))
+            except OSError as e:
+                self.stop()
+                raise KeeperStartError(f"its sandbox did not start: {e}") from None
+            finally:
+                os.close(info_read)
+        ready = self.next_event(deadline)
         if not isinstance(ready, dict) or ready.get("event") != "ready":
             self.stop()
             raise KeeperStartError(f"not ready after {start_timeout_s:g}s" if ready == "timeout" else "it exited"
@@ -93,6 +117,9 @@ class KeeperProcess:
     def stop(self) -> None:
         self.kill()
         self.worker_end.close()
+        if self.namespaces is not None:
+            self.namespaces.close()
+            self.namespaces = None
         if self.proc is not None:
             self.proc.wait()
             if self.proc.stdin:

@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .namespaces import Namespaces
+
 # Variables that look like credentials never reach a worker (a candidate could read os.environ via C++).
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
@@ -155,13 +157,20 @@ def _probe_bubblewrap() -> str | None:
 
 
 def wrap_command(argv: list[str], worker_dir: Path, device: str, env: dict[str, str] | None = None,
-                 hidden: tuple[str, ...] = ()) -> list[str]:
+                 hidden: tuple[str, ...] = (), join: Namespaces | None = None, info_fd: int | None = None,
+                 shm: Path | None = None, as_pid_1: bool = False) -> list[str]:
     """`argv` inside bubblewrap. The whole file system read-only. The caller's home and working directory, the
     pool's directory (other workers' files and logs), the ALWAYS_HIDDEN places and `hidden` replaced by empty
     directories, in which only what the worker runs shows again, read-only (the interpreter, its import path, and
     the PATH, PYTHONPATH, LD_LIBRARY_PATH and CUDA_HOME of `env`), and `worker_dir`, writable. A fresh /dev (with
     the GPU's nodes on CUDA) and /proc; new PID, IPC, UTS and network namespaces; no capabilities (as root, bwrap
     would keep them, and CAP_SYS_ADMIN can remount / writable); killed when the process that started bwrap dies.
+
+    `join`: the user and PID namespaces of another sandbox (its keeper's, namespaces.py) instead of a new PID
+    namespace. `info_fd`: bwrap writes its child's pid there. `shm`: a directory shown as /dev/shm, shared with the
+    keeper (CUDA IPC between them needs one: namespaces.shared_shm). `as_pid_1`: the
+    command is its PID namespace's first process, with no bwrap process there (a process that joins the namespace
+    could read that one's memory, descriptors and file system: it is not undumpable, as the keeper is).
 
     No --new-session: the pool starts bwrap in a session of its own, without a controlling terminal (so no
     TIOCSTI), and a new session would put the worker out of reach of the pool's killpg."""
@@ -170,17 +179,24 @@ def wrap_command(argv: list[str], worker_dir: Path, device: str, env: dict[str, 
     roots = _hidden_roots([*ALWAYS_HIDDEN, str(Path.home()), os.getcwd(), os.path.dirname(worker), *hidden])
     keep = _program_paths(env)
     command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    if join:  # The namespace's first process is the keeper. Its /proc entry is covered: a worker in a user namespace
+        command += ["--tmpfs", "/proc/1"]  # of its own opened its root and cwd links, undumpable or not.
     if device == "cuda":
         for node in sorted(glob.glob("/dev/nvidia*")):  # nvidia0.., nvidiactl, nvidia-uvm, nvidia-caps (MIG)
             command += ["--dev-bind", node, node]
         keep += glob.glob("/run/nvidia*")  # driver roots and the persistence daemon, where a machine keeps them
+    if shm is not None:
+        command += ["--bind", os.path.realpath(shm), "/dev/shm"]
+    if info_fd is not None:
+        command += ["--info-fd", str(info_fd)]
+    pid_namespace = join.options() if join else ["--unshare-pid", *(["--as-pid-1"] if as_pid_1 else [])]
     mounts = [("--tmpfs", "", root) for root in roots]
     # A kept path equal to a hidden root would show it again (PYTHONPATH=. in the caller's working directory).
     mounts += [("--ro-bind", os.path.realpath(path), name) for path in keep for name in _names(path)
                if any(_within(name, root) for root in roots) and name not in roots]
     mounts += [("--bind", os.path.realpath(worker), name) for name in _names(worker)]
     return command + _mount_options(mounts) + [
-        "--chdir", worker, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+        "--chdir", worker, *pid_namespace, "--unshare-ipc", "--unshare-uts", "--unshare-net",
         "--unshare-cgroup-try", "--cap-drop", "ALL", "--die-with-parent", "--", *argv]
 
 
@@ -229,17 +245,17 @@ def _mount_options(mounts: list[tuple[str, str, str]]) -> list[str]:
 
 def os_sandbox() -> str:
     """Called in the worker, for its "ready" event: "bubblewrap" where it runs in the sandbox the pool asked for,
-    checked from inside (a read-only root, a PID namespace whose first process is bwrap), else "none: why"."""
+    checked from inside (a read-only root, a PID namespace of its own or its keeper's), else "none: why"."""
     asked = os.environ.get(SANDBOX_VARIABLE, "none: started without an OS sandbox")
     if asked != BUBBLEWRAP:
         return asked
     if not os.statvfs("/").f_flag & os.ST_RDONLY:
         return "none: bubblewrap was asked for, but the root file system is writable"
-    try:
-        first = Path("/proc/1/comm").read_text().strip()
+    try:  # the first process: bwrap's in a namespace of its own; in the keeper's, covered (wrap_command's join)
+        first = "" if not os.listdir("/proc/1") else Path("/proc/1/comm").read_text().strip()
     except OSError:
-        first = ""
-    if first != "bwrap":
+        first = "?"
+    if first not in ("bwrap", ""):
         return "none: bubblewrap was asked for, but the worker shares the PID namespace of the machine"
     return BUBBLEWRAP
 
@@ -249,8 +265,8 @@ def containment(where: str, network_isolated: bool | None) -> str:
     docs/verifier.md, Containment, says it at length."""
     if where == BUBBLEWRAP:
         return ("bubblewrap: read-only file system but for the worker's own directory; the caller's home and "
-                "working directory, other homes, /tmp, /run and the other workers hidden; no network; own PID "
-                "namespace; no capabilities")
+                "working directory, other homes, /tmp, /run and the other workers hidden; no network; a PID "
+                "namespace shared with its answer keeper alone; no capabilities")
     network = "no network" if network_isolated else "network reachable"
     return (f"no OS sandbox ({where.removeprefix('none: ')}): scrubbed environment, resource limits, {network}; "
             "native code can read and write whatever this user can")

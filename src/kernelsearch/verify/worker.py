@@ -26,7 +26,7 @@ def main() -> None:
     # the answer keeper's socket, made an object before the audit hook refuses sockets
     worker.keeper = KeeperLink(socket.socket(fileno=int(os.environ["KS_KEEPER_FD"])), worker.device)
     from .sandbox import network_isolated, os_sandbox
-    where = os_sandbox()  # before the audit hook, which refuses the /proc/1/comm read this needs
+    where = os_sandbox()  # before the audit hook, which refuses the /proc/1 reads this needs
     # The run-time wall (audit.py): installed before the first request, never removed; refusals also go to the
     # pool as {"event": "refused"} lines on the protocol descriptor. KS_AUDIT=on|off overrides the default.
     audit = os.environ.get("KS_AUDIT") or AUDIT_BY_DEFAULT[worker.device]

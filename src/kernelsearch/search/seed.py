@@ -1,0 +1,101 @@
+"""A first kernel no model wrote (`solve SPEC`: the attention generator's), verified and recorded like any attempt."""
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..problem import Problem, ProblemError, load_problem
+from ..verify.verdict import Status, Verdict
+
+if TYPE_CHECKING:
+    from ..attention.spec import AttentionSpec
+    from .archive import Archive
+    from .lanes import Search
+    from .run_dir import RunDir, Settings
+
+# The seed's attempt: its own strategy, in lane 0 at step 0, before that lane's first model step (step 1), so that
+# the lanes' steps line up as in a search without one; it is not a model attempt, so --max-attempts does not count it.
+SEED_STRATEGY, SEED_LANE, SEED_STEP = "generated", 0, 0
+
+
+@dataclass(frozen=True)
+class Seed:
+    code: str
+    origin: str  # what wrote it, in words: the store keeps it as the attempt's prompt and note (no model was asked)
+
+
+def problem_or_spec(path: str, overrides: dict[str, str]) -> tuple[Problem | None, AttentionSpec | None]:
+    """What `solve PATH` searches: a KernelBench problem, or an attention spec (attention.spec.is_spec); a file
+    that is neither is refused naming both."""
+    from ..attention.spec import MODS, is_spec, load_spec, top_level_names
+
+    if is_spec(path):
+        return None, load_spec(path)
+    names = top_level_names(path)
+    if names and "Model" not in names:
+        raise ProblemError(f"{path} is neither a KernelBench problem (it defines no Model) nor an attention spec "
+                           f"(it defines no {' or '.join(MODS)})")
+    return load_problem(path, overrides), None
+
+
+def spec_search(spec: AttentionSpec, run: RunDir, settings: Settings, device: str,
+                dtype_given: bool) -> tuple[Problem, Seed | None]:
+    """An attention spec as a search: its problem (workflow.spec_problem) written to the run's problem.py, the
+    second shape changing only the attention sizes, at that shape's dtype unless --dtype was given, and the
+    generated kernel as the seed (None, said in one line, when the generator cannot translate the mods)."""
+    from ..attention.workflow import SIZE_CONSTANTS, spec_problem
+
+    found = spec_problem(spec, device)
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.problem_file.write_text(found.source)
+    problem = load_problem(run.problem_file, settings.overrides)
+    problem.name = spec.name
+    settings.variant_names = sorted(SIZE_CONSTANTS)
+    if not dtype_given:
+        settings.search.dtype = found.shape.dtype
+    name = Path(spec.path).name
+    if found.kernel is None:
+        print(f"kernelsearch: no generated kernel to start from ({found.untranslated}); the model starts from "
+              f"nothing", file=sys.stderr, flush=True)
+        return problem, None
+    return problem, Seed(found.kernel.source, f"generated from {name} by the attention generator (no model call)")
+
+
+def seeded(search: Search) -> bool:
+    return any(a.strategy == SEED_STRATEGY for a in search.store.attempts())
+
+
+def holds_seed(archive: Archive) -> bool:
+    """Whether the seed passed: then every lane starts from it (steer.plan_attempt), not only its own lane 0."""
+    return any(e.strategy == SEED_STRATEGY for e in archive.entries)
+
+
+async def plant(search: Search, seed: Seed) -> Verdict | None:
+    """Verify the seed as any answer is verified and record it; correct, it is the kernel the lanes build on (the
+    best so far), else one line says so and the lanes start from nothing. Once per run: None when it is there."""
+    if seeded(search):
+        return None
+    lane = search.lanes[SEED_LANE]
+    attempt_id = search.store.begin(lane=SEED_LANE, step=SEED_STEP, strategy=SEED_STRATEGY, base_id=None,
+                                    session=search.session, started_s=round(search.elapsed(), 3), prompt=seed.origin)
+    search.store.update(attempt_id, code=seed.code, note=seed.origin)
+    try:
+        verdict = await search.verify(lane, attempt_id, SEED_STEP, SEED_STRATEGY, seed.code)
+    except asyncio.CancelledError:
+        search.finish(lane, attempt_id, SEED_STEP, SEED_STRATEGY, Status.CANCELLED, "stopped")
+        raise
+    except Exception as e:  # a bug of ours: the attempt is closed and the search stops saying why (as run() does)
+        search.finish(lane, attempt_id, SEED_STEP, SEED_STRATEGY, Status.CANCELLED, f"internal error: {e}",
+                      note=f"internal error: {type(e).__name__}: {e}")
+        search.halt(f"internal error: {type(e).__name__}: {e}", fatal=True)
+        return None
+    if not verdict.ok and verdict.status != Status.PROBLEM_ERROR:  # that one stops the search, saying why
+        # the lane does not fix the generator's kernel: it starts as every other lane does
+        lane.previous, lane.failures = None, 0
+        first = verdict.message.splitlines()[0][:160] if verdict.message else ""
+        print(f"kernelsearch: the generated kernel failed verification ({verdict.status}{': ' if first else ''}"
+              f"{first}); the model starts from nothing", file=sys.stderr, flush=True)
+    return verdict
