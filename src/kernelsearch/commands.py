@@ -29,7 +29,7 @@ def run_attention(args) -> int:
 
 
 def run_verify(args) -> int:
-    from .problem import ProblemError, load_problem, parse_overrides
+    from .problem import ProblemError, load_problem, parse_overrides, read_source
     from .scale import describe_backend, open_pool
     from .verify import PoolConfig, make_request
     from .verify.tolerance import ToleranceError, check_settings
@@ -39,13 +39,8 @@ def run_verify(args) -> int:
         check_settings(args.tolerance, args.atol, args.rtol)
         problem = load_problem(args.problem, parse_overrides(args.overrides))
         candidate = Path(args.candidate)
-        if not candidate.is_file():
-            raise ProblemError(f"candidate file not found: {candidate}")
-        try:
-            source = candidate.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ProblemError(f"{candidate} is not UTF-8 text (byte {e.start}: {e.reason})") from None
-    except (ProblemError, ToleranceError, OSError, UnicodeDecodeError) as e:
+        source = read_source(candidate, "candidate")
+    except (ProblemError, ToleranceError, OSError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     request = make_request(problem, source, candidate.stem, dtype=args.dtype, trials=args.trials, seed=args.seed,

@@ -111,14 +111,19 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
     return overrides
 
 
-def load_problem(path: str | Path, overrides: dict[str, str] | None = None) -> Problem:
-    path = Path(path)
+def read_source(path: Path, what: str) -> str:
+    """A problem's or candidate's text, or a one-line ProblemError: missing, or not UTF-8."""
     if not path.is_file():
-        raise ProblemError(f"problem file not found: {path}")
+        raise ProblemError(f"{what} file not found: {path}")
     try:
-        original = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ProblemError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def load_problem(path: str | Path, overrides: dict[str, str] | None = None) -> Problem:
+    path = Path(path)
+    original = read_source(path, "problem")
     tree = _parse(original, path)
     defined = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
     missing = [r for r in REQUIRED if r not in defined]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..problem import Problem, ProblemError, load_problem
-from ..verify.verdict import Status, Verdict
+from ..verify.verdict import Status
 
 if TYPE_CHECKING:
     from ..attention.spec import AttentionSpec
@@ -64,20 +64,15 @@ def spec_search(spec: AttentionSpec, run: RunDir, settings: Settings, device: st
     return problem, Seed(found.kernel.source, f"generated from {name} by the attention generator (no model call)")
 
 
-def seeded(search: Search) -> bool:
-    return any(a.strategy == SEED_STRATEGY for a in search.store.attempts())
-
-
 def holds_seed(archive: Archive) -> bool:
     """Whether the seed passed: then every lane starts from it (steer.plan_attempt), not only its own lane 0."""
     return any(e.strategy == SEED_STRATEGY for e in archive.entries)
 
 
-async def plant(search: Search, seed: Seed) -> Verdict | None:
+async def plant(search: Search, seed: Seed) -> None:
     """Verify the seed as any answer is verified and record it; correct, it is the kernel the lanes build on (the
-    best so far), else one line says so and the lanes start from nothing. Once per run: None when it is there."""
-    if seeded(search):
-        return None
+    best so far), else one line says so and the lanes start from nothing. Only a new run has a seed to plant
+    (solve --resume builds none), so it is planted once."""
     lane = search.lanes[SEED_LANE]
     attempt_id = search.store.begin(lane=SEED_LANE, step=SEED_STEP, strategy=SEED_STRATEGY, base_id=None,
                                     session=search.session, started_s=round(search.elapsed(), 3), prompt=seed.origin)
@@ -91,11 +86,10 @@ async def plant(search: Search, seed: Seed) -> Verdict | None:
         search.finish(lane, attempt_id, SEED_STEP, SEED_STRATEGY, Status.CANCELLED, f"internal error: {e}",
                       note=f"internal error: {type(e).__name__}: {e}")
         search.halt(f"internal error: {type(e).__name__}: {e}", fatal=True)
-        return None
+        return
     if not verdict.ok and verdict.status != Status.PROBLEM_ERROR:  # that one stops the search, saying why
         # the lane does not fix the generator's kernel: it starts as every other lane does
         lane.previous, lane.failures = None, 0
         first = verdict.message.splitlines()[0][:160] if verdict.message else ""
         print(f"kernelsearch: the generated kernel failed verification ({verdict.status}{': ' if first else ''}"
               f"{first}); the model starts from nothing", file=sys.stderr, flush=True)
-    return verdict
