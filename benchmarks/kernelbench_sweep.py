@@ -82,7 +82,7 @@ def record(verdict, **fields) -> dict:
     t = verdict.timing or {}
     row = {**fields, "status": verdict.status, "phase": verdict.phase, "elapsed_s": verdict.elapsed_s,
            "message": verdict.message[:400], "memory": getattr(verdict, "memory", ""),
-           "pytorch_ops": len(verdict.pytorch_ops)}
+           "pytorch_ops": len(verdict.pytorch_ops), "step_s": verdict.step_s}
     if "candidate" in t:
         row["candidate_ms"] = t["candidate"]["median_ms"]
         for base in ("eager", "compile"):

@@ -139,7 +139,8 @@ def test_cli_attention_usage_error_is_one_line(tmp_path):
     assert "spec file not found" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_tuned_configs_are_baked_in_and_picked_per_shape(tmp_path):
+def test_tuned_configs_are_baked_in_and_picked_per_shape(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100
     forward = {"128-bfloat16-4096-4096": {"BLOCK_M": 128, "BLOCK_N": 128, "num_warps": 8, "num_stages": 3,
                                           "tma": True},
                "128-bfloat16-16384-16384": {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 8, "num_stages": 4,
@@ -154,6 +155,12 @@ def test_tuned_configs_are_baked_in_and_picked_per_shape(tmp_path):
     assert module.pick_config(16384, 16384, 128, torch.bfloat16, gpu)["num_stages"] == 4
     assert module.pick_config(12000, 12000, 128, torch.bfloat16, gpu)["num_stages"] == 4  # the nearest length
     assert module.pick_config(4096, 4096, 64, torch.bfloat16, gpu) == module.DEFAULT_GPU_CONFIG  # no D=64 entry
+    assert module.pick_config(16384, 16384, 64, torch.bfloat16, gpu) == module.DEFAULT_GPU_LONG_CONFIG
+    assert module.pick_config(16384, 16384, 256, torch.bfloat16, gpu) == module.DEFAULT_GPU_CONFIG  # too large
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # an A100: less shared memory
+    assert module.pick_config(16384, 16384, 64, torch.bfloat16, gpu) == module.DEFAULT_GPU_CONFIG
+    assert module.pick_backward_config(4096, 4096, 64, torch.bfloat16, gpu)["BLOCK_N1"] == 64  # per head dim
+    assert module.pick_backward_config(4096, 4096, 96, torch.bfloat16, gpu)["BLOCK_N1"] == 128
     assert module.pick_backward_config(8192, 8192, 128, torch.bfloat16, gpu)["BLOCK_N2"] == 32
     assert module.pick_config(4096, 4096, 128, torch.bfloat16, torch.device("cpu")) == module.DEFAULT_CPU_CONFIG
 

@@ -63,7 +63,7 @@ def test_retime_keeps_the_fastest_correct_kernel_and_rewrites_the_run(tmp_path, 
     summary = retime(target, verify, progress=lambda line: None)
 
     assert summary["best"]["attempt"] == 2 and summary["retime"]["best_before"] == 1
-    assert summary["headline"].endswith("2x eager; was attempt 1")
+    assert summary["headline"].endswith("2x eager on its cold check; was attempt 1")
     assert run.read_summary() == summary
     assert run.read_best().splitlines()[1:] == FAST.read_text().splitlines()
     assert "attempt 2" in run.read_best().splitlines()[0] and "re-timed at the original sizes" in run.read_best()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -107,6 +108,51 @@ def test_resume_does_not_seed_again_and_every_lane_builds_on_the_seed(tmp_path):
     assert [r["base_id"] for r in resumed] == [1, 1] and resumed[0]["strategy"] != resumed[1]["strategy"]
     assert all(kernel.strip() in r["messages"][0]["content"] for r in server.requests[asked:])
     assert json.loads((run / "summary.json").read_text())["best"]["attempt"] == 1
+
+
+@pytest.mark.parametrize("chosen, searched", [(None, "fp16"), ("--dtype", "fp32"), ("[search]", "fp32")])
+def test_the_search_runs_at_the_specs_dtype_unless_one_is_chosen(chosen, searched, tmp_path):
+    spec, run = write_spec(tmp_path, shapes=SHAPE.replace("fp32", "fp16")), tmp_path / "run"
+    (tmp_path / "ks.toml").write_text('[search]\ndtype = "fp32"\n')
+    flags = {None: [], "--dtype": ["--dtype", "fp32"], "[search]": ["--config", str(tmp_path / "ks.toml")]}[chosen]
+    with ScriptedServer([], default=NO_CODE) as server:
+        solve(str(spec), "--base-url", server.url, "--budget", "1s", "--max-attempts", "1", "--out", str(run), *flags)
+    assert json.loads((run / "config.json").read_text())["search"]["dtype"] == searched
+    assert json.loads(attempts(run)[0]["verdict"])["dtype"] == searched  # the seed was verified at it too
+
+
+@pytest.mark.parametrize("left", ["cancelled", "nothing"])
+def test_a_run_stopped_before_its_seed_was_verified_plants_it_on_resume(left, tmp_path, capsys):
+    spec, run = write_spec(tmp_path), tmp_path / "run"
+    with ScriptedServer([], default=NO_CODE) as server:
+        solve(str(spec), "--base-url", server.url, "--budget", "1s", "--max-attempts", "1", "--out", str(run))
+        # as a stop during the seed's verification, or before it, leaves the store: the lanes had not started
+        db = sqlite3.connect(run / "store.sqlite")
+        db.execute("DELETE FROM attempts WHERE strategy != 'generated'")
+        if left == "cancelled":
+            db.execute("UPDATE attempts SET status = 'cancelled', verdict = NULL")
+        else:
+            db.execute("DELETE FROM attempts")
+        db.commit()
+        db.close()
+        (run / "summary.json").unlink()
+        status = solve("--resume", str(run), "--budget", "5m")
+    assert status == 0
+    seeds = [r for r in attempts(run) if r["strategy"] == "generated"]
+    assert [(r["status"], r["session"]) for r in seeds] == [("cancelled", 0)] * (left == "cancelled") + [("correct", 1)]
+    assert json.loads((run / "summary.json").read_text())["best"]["attempt"] == seeds[-1]["id"]
+
+
+def test_a_damaged_seed_file_stops_a_resume_in_one_line(tmp_path, capsys):
+    spec, run = write_spec(tmp_path), tmp_path / "run"
+    with ScriptedServer([], default=NO_CODE) as server:
+        solve(str(spec), "--base-url", server.url, "--budget", "1s", "--max-attempts", "1", "--out", str(run))
+        sqlite3.connect(run / "store.sqlite").execute("DELETE FROM attempts").connection.commit()
+        (run / "seed.json").write_text("{not json")
+        capsys.readouterr()
+        status = solve("--resume", str(run), "--budget", "5m")
+    err = capsys.readouterr().err
+    assert status == 2 and "seed.json is damaged" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_generated_kernel_that_fails_is_one_line_and_the_model_starts_from_nothing(tmp_path, capsys, monkeypatch):

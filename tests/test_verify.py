@@ -31,6 +31,9 @@ def test_honest_candidates_are_correct(verify, problem, candidate, kept):
     assert v.timing is None
     if not ON_GPU:
         assert "no GPU" in v.timing_unavailable
+    # where the time went: every step the job took, each counted once, within the job's own time
+    assert {"keeper", "inputs", "poison", "candidate", "compile", "first_call"} <= set(v.step_s), v.step_s
+    assert all(s >= 0 for s in v.step_s.values()) and 0 < sum(v.step_s.values()) <= v.elapsed_s
 
 
 @pytest.mark.skipif(not ON_GPU, reason="timing needs a GPU")
@@ -45,6 +48,7 @@ def test_gpu_timing_against_eager_and_compile(verify, problem, candidate):
     assert "speedup_vs_compile" in v.timing, v.timing.get("compile")
     assert v.checks["fresh_inputs_after_timing"]["ok"]
     assert v.checks["roofline"]["floor_ms"] > 0
+    assert {"timing", "compile_baseline", "keeper"} <= set(v.step_s) and sum(v.step_s.values()) <= v.elapsed_s
 
 
 def test_fp16_run_casts_float_inputs_but_not_integer_targets(verify):

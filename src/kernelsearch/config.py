@@ -34,20 +34,26 @@ def parse_prices(text: str | None) -> tuple[float, float] | None:
     return low, high
 
 
+def read_table(config_file: str | None) -> dict:
+    """The --config file's tables ({} without one); a missing file, bad TOML or an unknown table is a ConfigError."""
+    if not config_file:
+        return {}
+    path = Path(config_file)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        table = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    unknown = set(table) - {"model", "search"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))} (use [model] and [search])")
+    return table
+
+
 def build(config_file: str | None, model_flags: dict, search_flags: dict) -> tuple[ModelConfig, SolveConfig]:
     """Flags left at None do not override the file; the file's unknown keys are errors, not silently ignored."""
-    table: dict = {}
-    if config_file:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            table = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: {e}") from None
-        unknown = set(table) - {"model", "search"}
-        if unknown:
-            raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))} (use [model] and [search])")
+    table = read_table(config_file)
     model = _merge(ModelConfig, table.get("model", {}), model_flags, config_file)
     search = _merge(SolveConfig, table.get("search", {}), search_flags, config_file)
     if isinstance(search.budget_s, str):

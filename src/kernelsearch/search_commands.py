@@ -115,11 +115,11 @@ def _search(client, pool_config, run_dir: Path, work, create=None, made_here: bo
 def run_solve(args) -> int:
     import time
 
-    from .config import ConfigError
+    from .config import ConfigError, read_table
     from .llm.client import LLMError
     from .problem import ProblemError, load_problem, parse_overrides
     from .search.run_dir import RunDir, Settings
-    from .search.seed import problem_or_spec, spec_search
+    from .search.seed import problem_or_spec, spec_search, unplanted
     from .search.solve import solve
     from .shrink import fit_interpreter
     from .store import StoreError
@@ -133,6 +133,7 @@ def run_solve(args) -> int:
             settings = run.load_settings()
             run.check_readable()
             settings.search = _resumed(settings.search, args)
+            seed = unplanted(run)
         else:
             if not args.problem:
                 raise ConfigError("give a PROBLEM file, or --resume RUN_DIR")
@@ -147,7 +148,8 @@ def run_solve(args) -> int:
         search, model, run_dir = settings.search, settings.model, run.path
         device, client = _start(search, model, args.ray)
         if spec:  # its problem (problem.py) and generated kernel at the shape this device searches
-            problem, seed = spec_search(spec, run, settings, device, dtype_given=args.dtype is not None)
+            chosen = args.dtype is not None or "dtype" in read_table(args.config).get("search", {})
+            problem, seed = spec_search(spec, run, settings, device, dtype_given=chosen)
         if args.resume:  # a --shrink holds on the CPU only: resumed on a GPU, the search is at the original sizes
             problem = load_problem(settings.problem,
                                    settings.searched_overrides() if device == "cpu" else settings.overrides)

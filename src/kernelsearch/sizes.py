@@ -17,7 +17,6 @@ would change the operation rather than its extent, or break the model. The rule,
 """
 from __future__ import annotations
 
-import math
 import re
 
 DIVISORS = r"^(num_)?groups$|^(num_|n_|n)?heads?$|patch_size|block_len|chunk"

@@ -129,7 +129,7 @@ def profile_candidate(request: dict) -> dict:
 
     from ..verify.calls import Calls
     from ..verify.gpu_kernels import own_kernel_names
-    from ..verify.job import DTYPES
+    from ..verify.modules import DTYPES
     from ..verify.timing import roofline_floor_ms, summarize, time_interleaved, work_of_call
 
     seed, dtype_name = request.get("seed", 42), request["dtype"]

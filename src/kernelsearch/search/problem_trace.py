@@ -17,7 +17,7 @@ def trace(source: str, dtype_name: str) -> dict:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from ..verify.job import DTYPES
+    from ..verify.modules import DTYPES
     from ..verify.timing import work_of_call
 
     from ..verify.memory import tensor_bytes

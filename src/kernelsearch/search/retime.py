@@ -126,7 +126,8 @@ def _rewrite(run: RunDir, target: Target, previous: dict, best: Entry | None, co
                            "found_after_s": round(best.finished_s, 1), "search_timing": best.verdict.timing,
                            "cold_check": cold.to_json()}
         summary["headline"] = (f"re-timed ({where}): best is attempt {best.attempt_id} (lane {best.lane}, "
-                               f"{best.strategy})" + (f", {timed.short()}" if timed else ", not timed (no GPU)")
+                               f"{best.strategy})" + (f", {timed.short()} on its cold check" if timed
+                                                      else ", not timed (no GPU)")
                                + (f"; was attempt {before}" if before not in (None, best.attempt_id) else ""))
         run.write_best(best_header(target.name, best.attempt_id, cold, f"re-timed at the {sizes} sizes"), best.code)
     run.write_summary(summary)

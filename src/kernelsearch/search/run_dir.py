@@ -3,10 +3,11 @@ names its files, creates it, reopens it for --resume and reads its settings back
 
 A search directory holds store.sqlite (every attempt), config.json (the resolved settings), problem.py (the problem
 file's text as searched, `--set` and shrink aside: a run moved to another machine resumes and re-times from it),
-best.py and summary.json; a bench directory holds bench.json, one search directory per problem under problems/<key>/ (with
-problem.py, the exact text searched, and error.txt when it failed), results.csv, summary.json, context.json and
-report.html; a replay (`bench --replay`) holds, per problem, replay.json beside copies of problem.py, best.py and
-the search's summary.json (as search_summary.json)."""
+best.py and summary.json, and for an attention spec seed.json (the generated kernel it starts from); a bench
+directory holds bench.json, one search directory per problem under problems/<key>/ (with problem.py, the exact text
+searched, and error.txt when it failed), results.csv, summary.json, context.json and report.html; a replay
+(`bench --replay`) holds, per problem, replay.json beside copies of problem.py, best.py and the search's
+summary.json (as search_summary.json)."""
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ STORE_NAME, CONFIG_NAME, BEST_NAME, SUMMARY_NAME = "store.sqlite", "config.json"
 BENCH_NAME, PROBLEMS_DIR, PROBLEM_FILE, ERROR_FILE = "bench.json", "problems", "problem.py", "error.txt"
 REPLAY_NAME, RESULTS_NAME, REPORT_NAME, CONTEXT_NAME = "replay.json", "results.csv", "report.html", "context.json"
 SEARCH_SUMMARY_NAME = "search_summary.json"  # in a replay: the summary of the search that found the kernel
+SEED_NAME = "seed.json"  # `solve SPEC`: the generated kernel the search starts from (seed.py)
 
 
 class RunDirError(ValueError):
@@ -102,6 +104,10 @@ class RunDir:
     @property
     def search_summary(self) -> Path:
         return self.path / SEARCH_SUMMARY_NAME
+
+    @property
+    def seed(self) -> Path:
+        return self.path / SEED_NAME
 
     @property
     def results(self) -> Path:

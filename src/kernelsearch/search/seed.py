@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..problem import Problem, ProblemError, load_problem
 from ..verify.verdict import Status
+from .run_dir import RunDirError
 
 if TYPE_CHECKING:
     from ..attention.spec import AttentionSpec
@@ -61,7 +63,22 @@ def spec_search(spec: AttentionSpec, run: RunDir, settings: Settings, device: st
         print(f"kernelsearch: no generated kernel to start from ({found.untranslated}); the model starts from "
               f"nothing", file=sys.stderr, flush=True)
         return problem, None
-    return problem, Seed(found.kernel.source, f"generated from {name} by the attention generator (no model call)")
+    seed = Seed(found.kernel.source, f"generated from {name} by the attention generator (no model call)")
+    run.seed.write_text(json.dumps(asdict(seed)))  # for a --resume of a run stopped before its seed was verified
+    return problem, seed
+
+
+def unplanted(run: RunDir) -> Seed | None:
+    """On --resume: the run's seed when no verification of it finished (the run was stopped before or during it),
+    so that it is planted now; else None (planted already, or a run without one)."""
+    if not run.seed.is_file() or any(a.strategy == SEED_STRATEGY and a.status not in (Status.CANCELLED,
+                                                                                       Status.PENDING)
+                                     for a in run.attempts()):
+        return None
+    try:
+        return Seed(**json.loads(run.seed.read_text()))
+    except (ValueError, TypeError) as e:  # not JSON, or not a seed's fields
+        raise RunDirError(f"{run.seed} is damaged ({type(e).__name__}: {str(e)[:100]})") from None
 
 
 def holds_seed(archive: Archive) -> bool:
@@ -71,8 +88,8 @@ def holds_seed(archive: Archive) -> bool:
 
 async def plant(search: Search, seed: Seed) -> None:
     """Verify the seed as any answer is verified and record it; correct, it is the kernel the lanes build on (the
-    best so far), else one line says so and the lanes start from nothing. Only a new run has a seed to plant
-    (solve --resume builds none), so it is planted once."""
+    best so far), else one line says so and the lanes start from nothing. A new run plants its seed; --resume
+    plants it only if no verification of it finished (`unplanted`)."""
     lane = search.lanes[SEED_LANE]
     attempt_id = search.store.begin(lane=SEED_LANE, step=SEED_STEP, strategy=SEED_STRATEGY, base_id=None,
                                     session=search.session, started_s=round(search.elapsed(), 3), prompt=seed.origin)

@@ -8,11 +8,13 @@ import time
 from .chunks import CHUNK_ELEMENTS as EQUAL_CHUNK
 from .errors import Outcome, classify, describe
 from .memory import Poison, held_tensors
+from .stopwatch import Stopwatch
 
 
 class Calls:
-    def __init__(self, torch, device: str, dtype, poison: Poison, workdir):
+    def __init__(self, torch, device: str, dtype, poison: Poison, workdir, clock: Stopwatch | None = None):
         self.torch, self.device, self.dtype, self.poison, self.workdir = torch, device, dtype, poison, workdir
+        self.clock = clock or Stopwatch()
         # What the reference itself does is allowed to the candidate: some problems are in-place ops or views.
         self.reference_aliases = self.reference_mutates = self.reference_broadcasts = False
         self.broke_context = False  # a sticky CUDA error was seen: the worker must be replaced
@@ -43,6 +45,10 @@ class Calls:
         under a device context: 6 GiB of torch.randn on the CPU took tens of seconds per trial), else on the CPU
         and moved. Floating tensors are cast to the dtype; integer tensors are left as they are (KernelBench's
         harness casts them too, which breaks index inputs)."""
+        with self.clock("inputs"):
+            return self._inputs(problem, seed)
+
+    def _inputs(self, problem, seed: int) -> list:
         torch = self.torch
         torch.manual_seed(seed)
         try:
@@ -92,6 +98,10 @@ class Calls:
 
     # ---- the candidate -------------------------------------------------------------------------------------
     def candidate(self, model, pristine: list, recorder=None) -> list:
+        with self.clock("candidate"):
+            return self._candidate(model, pristine, recorder)
+
+    def _candidate(self, model, pristine: list, recorder=None) -> list:
         from .correctness import flatten
 
         torch = self.torch

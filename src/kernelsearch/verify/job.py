@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
-import importlib.util
 import os
 import sys
 import time
@@ -17,9 +15,10 @@ from .errors import Outcome, describe, problem_call
 from .extra_checks import check_determinism, check_variant
 from .keeper_link import TIMING_SEED
 from .memory import MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory
+from .modules import DTYPES, build_model, import_source, load_problem
 from .precision_notes import tf32_warning
+from .stopwatch import Stopwatch
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # The first call compiles Triton kernels (autotuning tries many configurations on a GPU; the interpreter on the
 # CPU runs ~1000x slower than torch), so its limit is a floor plus a multiple of the reference's own time; a
 # hang then ends within about a minute instead of the build's 300 s.
@@ -47,8 +46,9 @@ class Job:
         self.dtype = getattr(self.torch, DTYPES[req.dtype])
         self.phase = "static"
         self.modules: list[str] = []
-        self.poison = Poison(self.device)
-        self.calls = Calls(self.torch, self.device, self.dtype, self.poison, workdir)
+        self.clock = Stopwatch()  # the verdict's step_s
+        self.poison = Poison(self.device, self.clock)
+        self.calls = Calls(self.torch, self.device, self.dtype, self.poison, workdir, self.clock)
         self.plan: MemoryPlan | None = None
         self.first_call_ops: list[str] = []
         self.tolerance = req.resolved_tolerance()
@@ -87,7 +87,8 @@ class Job:
             return compile_only(self, v, init_inputs)
 
         # The answers are computed and held by the keeper, a process the candidate cannot reach (keeper.py)
-        prepared = self.w.keeper.prepare(self.id)
+        with self.clock("keeper"):
+            prepared = self.w.keeper.prepare(self.id)
         self.calls.adopt(prepared.aliases, prepared.mutates, prepared.broadcasts)
         self.reference_s = prepared.reference_s
         if prepared.footprint is not None and self.plans_memory:
@@ -101,15 +102,18 @@ class Job:
             # The torch.compile baseline is built before the candidate's code is loaded: compiling spawns
             # processes (Inductor's compile workers, the C compiler) that a candidate may not. On inputs no
             # comparison uses: the reference's outputs here are not answers to anything.
-            self.w.compiled.get(self.baseline_key(problem), reference,
-                                self.calls.inputs(problem, req.seed + TIMING_SEED))
+            with self.clock("compile_baseline"):
+                self.w.compiled.get(self.baseline_key(problem), reference,
+                                    self.calls.inputs(problem, req.seed + TIMING_SEED))
 
         self.send_phase("compile")
-        model_new = self.compile_candidate(v, init_inputs)
+        with self.clock("compile"):
+            model_new = self.compile_candidate(v, init_inputs)
         first_call_limit = FIRST_CALL_FLOOR_S[self.device] + FIRST_CALL_TIMES_REFERENCE[self.device] * self.reference_s
         self.send_phase("first_call", limit_s=first_call_limit)
         began = time.perf_counter()
-        self.first_call(v, problem, model_new)
+        with self.clock("first_call"):
+            self.first_call(v, problem, model_new)
         call_limit = CALL_FLOOR_S + CALL_TIMES_FIRST * (time.perf_counter() - began + self.reference_s)
         self.calls.before_call = lambda: self.send_phase(self.phase, limit_s=call_limit)
 
@@ -129,7 +133,8 @@ class Job:
         elif req.timing:
             from .measure import time_candidate
             self.send_phase("timing")
-            time_candidate(self, v, problem, reference, model_new)
+            with self.clock("timing"):
+                time_candidate(self, v, problem, reference, model_new)
         v.message = self.summary(v)
 
     def trial(self, v, t, problem, model_new) -> list:
@@ -167,13 +172,15 @@ class Job:
         if self.device == "cuda":
             self.torch.cuda.empty_cache()
         self.send_phase(self.phase, limit_s=KEEPER_FLOOR_S + KEEPER_S_PER_GIB * tensor_bytes(outs) / 2**30)
-        return self.w.keeper.compare(self.id, seed, kind, outs)
+        with self.clock("keeper"):
+            return self.w.keeper.compare(self.id, seed, kind, outs)
 
     def ready(self, seed: int, kind: str) -> None:
         """The keeper computes the answers for (seed, kind) now, before the candidate's call, under its own limit."""
         outputs = self.plan.footprint.outputs if self.plan else 0
         self.send_phase(self.phase, limit_s=KEEPER_FLOOR_S + KEEPER_S_PER_GIB * outputs / 2**30)
-        self.w.keeper.ready(self.id, seed, kind)
+        with self.clock("keeper"):
+            self.w.keeper.ready(self.id, seed, kind)
 
     @property
     def plans_memory(self) -> bool:
@@ -306,30 +313,6 @@ class Job:
         self.poison.fill_free_memory()
         if self.device == "cuda":
             self.torch.cuda.empty_cache()
-
-
-def import_source(source: str, name: str, path: Path):
-    """Load source as a module from a real file (Triton reads kernel source through inspect), keyed by its text."""
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    module.__ks_key__ = hashlib.sha256(source.encode()).hexdigest()[:16]
-    return module
-
-
-def load_problem(load):
-    try:
-        return load()
-    except Exception as e:
-        raise Outcome("problem_error", f"the problem failed to load: {describe(e)}") from None
-
-
-def build_model(torch, cls, init_inputs, seed: int, device: str, dtype):
-    """cls(*init_inputs) on the device, from the seed: reference and candidate start from the same parameters."""
-    torch.manual_seed(seed)
-    return cls(*init_inputs).to(device=device, dtype=dtype)
 
 
 def _size_constants(problem) -> dict:

@@ -88,7 +88,7 @@ class KeeperJob:
     """One job's reference: built on its first request, its answers computed on demand and held in host memory."""
 
     def __init__(self, keeper: Keeper, req, job_id: str):
-        from .job import DTYPES
+        from .modules import DTYPES
 
         self.k, self.req, self.id = keeper, req, job_id
         self.torch = keeper.torch
@@ -146,7 +146,7 @@ class KeeperJob:
         if which not in self.models:
             from .calls import Calls
             from .errors import problem_call
-            from .job import build_model, import_source, load_problem
+            from .modules import build_model, import_source, load_problem
             from .memory import Poison
 
             source = self.req.problem_source if which == "problem" else self.req.variant_source

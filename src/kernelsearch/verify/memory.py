@@ -5,6 +5,7 @@ import sys
 from dataclasses import dataclass
 
 from .errors import Outcome
+from .stopwatch import Stopwatch
 
 GiB = 1 << 30
 # Share of the device memory free at a job's start that the plan may fill: cuBLAS/cuDNN workspaces, Triton's
@@ -71,8 +72,9 @@ class Poison:
     """Fills memory about to be freed, and the allocator's free blocks, with 0xFF (NaN as floats): an output
     that was never written reads as NaN instead of as a stale right answer left by the reference."""
 
-    def __init__(self, device: str):
+    def __init__(self, device: str, clock: Stopwatch | None = None):
         self.device = device
+        self.clock = clock or Stopwatch()
         self.freed_sizes: list[int] = []  # CPU: sizes of answers freed in this job, to claim their blocks again
 
     def remember(self, tensors) -> None:
@@ -83,11 +85,16 @@ class Poison:
         footprint does not grow."""
         import torch
         kept = {t.untyped_storage().data_ptr() for t in protect if isinstance(t, torch.Tensor)}
-        for t in tensors:
-            if isinstance(t, torch.Tensor) and t.numel() and t.untyped_storage().data_ptr() not in kept:
-                t.untyped_storage().fill_(255)
+        with self.clock("poison"):
+            for t in tensors:
+                if isinstance(t, torch.Tensor) and t.numel() and t.untyped_storage().data_ptr() not in kept:
+                    t.untyped_storage().fill_(255)
 
     def fill_free_memory(self) -> None:
+        with self.clock("poison"):
+            self._fill_free_memory()
+
+    def _fill_free_memory(self) -> None:
         import torch
         if self.device == "cuda":
             # the caching allocator's inactive blocks, largest first, each claimed whole and filled

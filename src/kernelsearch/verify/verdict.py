@@ -79,6 +79,9 @@ class Verdict:
     memory: str = ""  # on a GPU: the problem's footprint and how the job spent device memory
     reference_calls: int = 0  # reference forwards the answer keeper ran for this job; the rest came from its cache
     elapsed_s: float = 0.0
+    # seconds by step (keeper: its answers and comparisons; inputs; poison; candidate: its calls outside timing;
+    # compile, compile_baseline, first_call, timing); the rest of elapsed_s is the problem's set-up and checks
+    step_s: dict = field(default_factory=dict)
     containment: str = ""  # where the candidate ran: the OS sandbox (bubblewrap), or none and what that leaves open
     log_tail: str = ""  # the worker's stderr around a crash
 

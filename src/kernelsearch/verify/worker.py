@@ -110,6 +110,7 @@ class Worker:
                 verdict.status, verdict.message = "runtime_error", f"verifier error: {type(e).__name__}: {e}"
         verdict.phase = job.phase
         verdict.elapsed_s = round(time.perf_counter() - began, 3)
+        verdict.step_s = job.clock.report()
         try:  # after a sticky CUDA error every device call raises: then the process is done for
             violations = self.integrity.violations()
             job.cleanup()
