@@ -172,13 +172,11 @@ class RunStore:
 
     # ---- re-timing (kernelsearch retime) -------------------------------------------------------------------
     def record_retime(self, attempt_id: int, device: str, sizes: str, verdict: dict) -> None:
-        timing = Timing.of(verdict.get("timing"))
+        row = {"attempt_id": attempt_id, "at": _now(), "device": device, "sizes": sizes, "status": verdict["status"],
+               **timing_columns(Timing.of(verdict.get("timing"))), "verdict": json.dumps(verdict)}
         with self.lock:
-            self.db.execute(
-                "INSERT INTO retimes (attempt_id, at, device, sizes, status, speedup_eager, speedup_compile, "
-                "candidate_ms, verdict) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (attempt_id, _now(), device, sizes, verdict["status"], timing and timing.speedup("eager"),
-                 timing and timing.speedup("compile"), timing and timing.candidate_ms, json.dumps(verdict)))
+            self.db.execute(f"INSERT INTO retimes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                            tuple(row.values()))
 
     def retimes(self) -> list[dict]:
         rows = self.db.execute("SELECT * FROM retimes ORDER BY id").fetchall()
@@ -187,6 +185,12 @@ class RunStore:
     def close(self) -> None:
         with self.lock:
             self.db.close()
+
+
+def timing_columns(timing: Timing | None) -> dict:
+    """A verdict's timing as the three columns attempts and retimes keep of it (None where nothing was timed)."""
+    return {"speedup_eager": timing and timing.speedup("eager"),
+            "speedup_compile": timing and timing.speedup("compile"), "candidate_ms": timing and timing.candidate_ms}
 
 
 def _now() -> str:

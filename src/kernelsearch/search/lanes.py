@@ -13,7 +13,7 @@ from ..llm.answer import extract_code
 from ..llm.client import LLMClient, LLMError
 from ..llm.prompt import Previous, strategies
 from ..problem import Problem
-from ..store import ELAPSED, RunStore
+from ..store import ELAPSED, RunStore, timing_columns
 from ..verify import Verdict, WorkerPool, make_request
 from ..verify.verdict import Status
 from .archive import Archive, Entry, source_key
@@ -273,8 +273,7 @@ class Search:
         else:
             lane.failures += 1
         self.finish(lane, attempt_id, step, strategy, verdict.status, detail, verdict=verdict.to_json(),
-                    speedup_eager=timed and timed.speedup("eager"), speedup_compile=timed and timed.speedup("compile"),
-                    candidate_ms=timed and timed.candidate_ms, verify_s=verdict.elapsed_s)
+                    **timing_columns(timed), verify_s=verdict.elapsed_s)
         if verdict.status == Status.PROBLEM_ERROR:  # no kernel can pass a problem that cannot run here
             self.halt(f"the problem cannot be verified here: {verdict.message.splitlines()[0]}")
         return verdict
