@@ -184,13 +184,20 @@ class Search:
         attempt_id = self.store.begin(lane=lane.index, step=step, strategy=plan.strategy.name, base_id=plan.base_id,
                                       session=self.session, started_s=round(self.elapsed(), 3), prompt=plan.prompt)
         self.display.attempt_started(self.name, lane.index, step, plan.strategy.name)
-        try:
+        with self.closed_whatever_happens(lane, attempt_id, step, plan.strategy.name):  # run() reports an error
             await self.ask_and_verify(lane, attempt_id, step, plan.strategy.name, plan.prompt)
+
+    @contextlib.contextmanager
+    def closed_whatever_happens(self, lane: Lane, attempt_id: int, step: int, strategy: str):
+        """An attempt is closed, with the budget it spent, even when a stop or an error of ours (a bug, not the
+        model's) ends it: `cancelled`, saying which. The stop or the error then goes on up."""
+        try:
+            yield
         except asyncio.CancelledError:
-            self.finish(lane, attempt_id, step, plan.strategy.name, Status.CANCELLED, "stopped")
+            self.finish(lane, attempt_id, step, strategy, Status.CANCELLED, "stopped")
             raise
-        except Exception as e:  # a bug of ours: the attempt is still closed (run() reports the error)
-            self.finish(lane, attempt_id, step, plan.strategy.name, Status.CANCELLED, f"internal error: {e}",
+        except Exception as e:
+            self.finish(lane, attempt_id, step, strategy, Status.CANCELLED, f"internal error: {e}",
                         note=f"internal error: {type(e).__name__}: {e}")
             raise
 

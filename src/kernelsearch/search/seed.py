@@ -1,7 +1,6 @@
 """A first kernel no model wrote (`solve SPEC`: the attention generator's), verified and recorded like any attempt."""
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -95,13 +94,9 @@ async def plant(search: Search, seed: Seed) -> None:
                                     session=search.session, started_s=round(search.elapsed(), 3), prompt=seed.origin)
     search.store.update(attempt_id, code=seed.code, note=seed.origin)
     try:
-        verdict = await search.verify(lane, attempt_id, SEED_STEP, SEED_STRATEGY, seed.code)
-    except asyncio.CancelledError:
-        search.finish(lane, attempt_id, SEED_STEP, SEED_STRATEGY, Status.CANCELLED, "stopped")
-        raise
-    except Exception as e:  # a bug of ours: the attempt is closed and the search stops saying why (as run() does)
-        search.finish(lane, attempt_id, SEED_STEP, SEED_STRATEGY, Status.CANCELLED, f"internal error: {e}",
-                      note=f"internal error: {type(e).__name__}: {e}")
+        with search.closed_whatever_happens(lane, attempt_id, SEED_STEP, SEED_STRATEGY):
+            verdict = await search.verify(lane, attempt_id, SEED_STEP, SEED_STRATEGY, seed.code)
+    except Exception as e:  # a bug of ours: the search stops saying why, as run() does for the lanes' attempts
         search.halt(f"internal error: {type(e).__name__}: {e}", fatal=True)
         return
     if not verdict.ok and verdict.status != Status.PROBLEM_ERROR:  # that one stops the search, saying why
