@@ -53,7 +53,17 @@ def read_table(config_file: str | None) -> dict:
 
 def build(config_file: str | None, model_flags: dict, search_flags: dict) -> tuple[ModelConfig, SolveConfig]:
     """Flags left at None do not override the file; the file's unknown keys are errors, not silently ignored."""
-    table = read_table(config_file)
+    return build_from(read_table(config_file), config_file, model_flags, search_flags)
+
+
+def chosen(table: dict, search_flags: dict) -> set[str]:
+    """The search settings the user chose, in the file's [search] or as flags, rather than left at their defaults."""
+    return set(table.get("search", {})) | {name for name, value in search_flags.items() if value is not None}
+
+
+def build_from(table: dict, config_file: str | None, model_flags: dict,
+               search_flags: dict) -> tuple[ModelConfig, SolveConfig]:
+    """build() on a file's tables already read (read_table)."""
     model = _merge(ModelConfig, table.get("model", {}), model_flags, config_file)
     search = _merge(SolveConfig, table.get("search", {}), search_flags, config_file)
     if isinstance(search.budget_s, str):

@@ -36,7 +36,8 @@ def _resumed(search, args):
 
 
 def search_configs(args):
-    from .config import build, parse_duration
+    """(model, search settings, the search settings the user chose) from --config and the flags."""
+    from .config import build_from, chosen, parse_duration, read_table
 
     model_flags = {"endpoint": args.endpoint, "model": args.model, "base_url": args.base_url,
                    "api_key_env": args.api_key_env}
@@ -45,7 +46,8 @@ def search_configs(args):
                     "rtol": args.rtol, "device": args.device, "strict": args.strict,
                     "max_attempts": args.max_attempts, "max_tokens": args.max_tokens,
                     "target_speedup": args.target_speedup, "shrink": args.shrink}
-    return build(args.config, model_flags, search_flags)
+    table = read_table(args.config)
+    return (*build_from(table, args.config, model_flags, search_flags), chosen(table, search_flags))
 
 
 def _start(search, model, ray: str | None = None):
@@ -115,7 +117,7 @@ def _search(client, pool_config, run_dir: Path, work, create=None, made_here: bo
 def run_solve(args) -> int:
     import time
 
-    from .config import ConfigError, read_table
+    from .config import ConfigError
     from .llm.client import LLMError
     from .problem import ProblemError, load_problem, parse_overrides
     from .search.run_dir import RunDir, Settings
@@ -137,7 +139,7 @@ def run_solve(args) -> int:
         else:
             if not args.problem:
                 raise ConfigError("give a PROBLEM file, or --resume RUN_DIR")
-            model, search = search_configs(args)
+            model, search, chosen = search_configs(args)
             overrides = parse_overrides(args.overrides)
             stem = Path(args.problem).stem
             run = RunDir(args.out or f"runs/solve-{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -148,8 +150,7 @@ def run_solve(args) -> int:
         search, model, run_dir = settings.search, settings.model, run.path
         device, client = _start(search, model, args.ray)
         if spec:  # its problem (problem.py) and generated kernel at the shape this device searches
-            chosen = args.dtype is not None or "dtype" in read_table(args.config).get("search", {})
-            problem, seed = spec_search(spec, run, settings, device, dtype_given=chosen)
+            problem, seed = spec_search(spec, run, settings, device, dtype_given="dtype" in chosen)
         if args.resume:  # a --shrink holds on the CPU only: resumed on a GPU, the search is at the original sizes
             problem = load_problem(settings.problem,
                                    settings.searched_overrides() if device == "cpu" else settings.overrides)
@@ -240,7 +241,7 @@ def run_bench(args) -> int:
         else:
             if not args.suite:
                 raise ConfigError("give a SUITE (kernelbench, attention or a directory), --resume or --replay")
-            model, search = search_configs(args)
+            model, search, _ = search_configs(args)
             name = Path(args.suite).name if args.suite not in ("kernelbench", "attention") else args.suite
             run_dir = Path(args.out or f"runs/bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
             made_here = not run_dir.exists()
