@@ -2,7 +2,8 @@
 built, checked (output and gradients against the float32 reference, beside Flex's own error) and timed, forward
 and forward+backward, against FlexAttention (default; max-autotune as the time budget allows) and SDPA.
 
-    python3 benchmarks/attention_bench.py [--budget-s 450] [--specs causal,softcap] [--tune] [--configs FILE]
+    python3 benchmarks/attention_bench.py [--budget-s 450] [--specs causal,softcap] [--shapes 4096x128] [--tune]
+                                          [--configs FILE]
     python3 benchmarks/attention_bench.py --smoke     # CPU, Triton's interpreter, two specs at their TEST_SHAPES
 
 Writes $OUT (default /tmp/ks-out)/attention_bench.json and .md; with --tune also attention_configs.json, which
@@ -32,6 +33,7 @@ ERROR_FLOOR = {"bf16": 2e-2, "fp16": 4e-3, "fp32": 1e-4}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--specs", help="comma-separated example names (default: all)")
+    parser.add_argument("--shapes", help="comma-separated LENGTHxHEAD_DIM, e.g. 4096x128 (default: every shape)")
     parser.add_argument("--budget-s", type=float, default=450,
                         help="start no case (nor Flex max-autotune compile) after this many seconds")
     parser.add_argument("--no-autotune", action="store_true", help="skip Flex max-autotune")
@@ -64,6 +66,9 @@ def main() -> int:
         spec = load_spec(EXAMPLES / f"{name}.py")
         if args.smoke:
             spec.shapes = spec.test_shapes
+        if args.shapes:  # before tuning, which tunes every shape of the spec
+            wanted = {tuple(int(n) for n in item.split("x")) for item in args.shapes.split(",")}
+            spec.shapes = [s for s in spec.shapes if (s.q_len, s.head_dim) in wanted]
         specs[name] = spec
         if args.tune:
             from kernelsearch.attention.tune import tune_configs

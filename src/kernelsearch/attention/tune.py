@@ -7,8 +7,8 @@ from pathlib import Path
 from .spec import AttentionSpec
 
 # Forward (BLOCK_M, BLOCK_N, num_warps, num_stages): around the Triton tutorial's Hopper settings, plus larger
-# kv blocks for long rows. The issue #5 tuner's 8 configs lost 3-10 % to Flex's max-autotune; these 12 (each also
-# with tensor descriptors where the installed Triton has them) take ~1 s each to build and time.
+# kv blocks for long rows. The issue #5 tuner's 8 configs lost 3-10 % to Flex's max-autotune; these 12 (each in
+# every way of LOADS the installed Triton has) take ~1 s each to build and time.
 FORWARD_CANDIDATES = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (128, 128, 8, 2), (128, 64, 8, 4),
                       (64, 64, 4, 3), (64, 128, 4, 3), (128, 32, 4, 3), (128, 128, 4, 2), (64, 64, 4, 4),
                       (256, 64, 8, 2), (128, 128, 8, 4)]
@@ -20,33 +20,27 @@ BACKWARD_CANDIDATES = [(64, 128, 128, 64, 8, 2), (32, 128, 128, 32, 4, 2), (64, 
                        (64, 128, 128, 64, 8, 4), (32, 128, 128, 32, 8, 3), (64, 64, 64, 64, 8, 3),
                        (32, 64, 64, 32, 4, 4), (64, 64, 64, 64, 4, 4)]
 
+# How each candidate loads its tiles: pointers; tensor descriptors (TMA on Hopper); descriptors with the loops over
+# full blocks warp-specialized by Triton's compiler (the loads issued by warps of their own), where it can do that
+# for the GPU at hand (where it cannot build a config, the config is skipped). Three ways: ~3x the tuning time.
+LOADS = [{"tma": False, "ws": False}, {"tma": True, "ws": False}, {"tma": True, "ws": True}]
+
 
 def tune_configs(spec: AttentionSpec, source: str, out_dir: Path, progress=print, backward: bool = True):
     """(forward configs, backward configs), each keyed by the kernel's config_key for every shape of the spec."""
     import torch
 
-    from .workflow import gpu_captures, load_kernel_module, make_inputs
+    from .workflow import load_kernel_module
 
     path = out_dir / f"_{spec.name}_tuning_kernel.py"
     path.write_text(source)
     module = load_kernel_module(path)
+    # descriptors map to TMA from Hopper on; older GPUs have no TMA: only pointer loads are tried there
+    hopper = torch.cuda.get_device_capability()[0] >= 9
+    loads = LOADS if module.HAS_TENSOR_DESCRIPTORS and hopper else LOADS[:1]
     forward, backward_configs, timings = {}, {}, {}
     for shape in spec.shapes:
-        q, k, v = make_inputs(shape, "cuda")
-        key = module.config_key(shape.q_len, shape.kv_len, shape.head_dim, q.dtype)
-        captures = gpu_captures(spec, module, shape)
-        tma = [False, True] if module.HAS_TENSOR_DESCRIPTORS else [False]
-        configs = [{"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w, "num_stages": s, "tma": t}
-                   for bm, bn, w, s in FORWARD_CANDIDATES for t in tma]
-        forward[key] = _fastest(configs, lambda c: forward_call(module, q, k, v, c, captures), timings, key,
-                                progress)
-        if backward:
-            configs = [{"BLOCK_M1": m1, "BLOCK_N1": n1, "BLOCK_M2": m2, "BLOCK_N2": n2, "num_warps": w,
-                        "num_stages": s} for m1, n1, m2, n2, w, s in BACKWARD_CANDIDATES]
-            backward_configs[key] = _fastest(
-                configs, lambda c: backward_call(module, q, k, v, forward[key], c, captures), timings,
-                f"{key}-backward", progress)
-        del q, k, v
+        _tune_shape(spec, module, shape, loads, backward, forward, backward_configs, timings, progress)
         torch.cuda.empty_cache()
     forward = {k: v for k, v in forward.items() if v}
     backward_configs = {k: v for k, v in backward_configs.items() if v}
@@ -54,6 +48,24 @@ def tune_configs(spec: AttentionSpec, source: str, out_dir: Path, progress=print
         {"forward": forward, "backward": backward_configs, "timings": timings}, indent=2))
     path.unlink()
     return forward, backward_configs
+
+
+def _tune_shape(spec, module, shape, loads, backward, forward, backward_configs, timings, progress) -> None:
+    """Adds this shape's fastest forward (and backward) config to `forward` (`backward_configs`)."""
+    from .workflow import gpu_captures, make_inputs
+
+    q, k, v = make_inputs(shape, "cuda")
+    key = module.config_key(shape.q_len, shape.kv_len, shape.head_dim, q.dtype)
+    captures = gpu_captures(spec, module, shape)
+    configs = [{"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w, "num_stages": s, **how}
+               for bm, bn, w, s in FORWARD_CANDIDATES for how in loads]
+    forward[key] = _fastest(configs, lambda c: forward_call(module, q, k, v, c, captures), timings, key, progress)
+    if backward:
+        configs = [{"BLOCK_M1": m1, "BLOCK_N1": n1, "BLOCK_M2": m2, "BLOCK_N2": n2, "num_warps": w,
+                    "num_stages": s, **how} for m1, n1, m2, n2, w, s in BACKWARD_CANDIDATES for how in loads]
+        backward_configs[key] = _fastest(
+            configs, lambda c: backward_call(module, q, k, v, forward[key], c, captures), timings,
+            f"{key}-backward", progress)
 
 
 def forward_call(module, q, k, v, config, captures):
