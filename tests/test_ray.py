@@ -94,8 +94,19 @@ def test_the_same_verdicts_as_the_local_pool_and_a_problem_stays_on_its_actor(cl
         assert sum(1 for a in one["actors"].values() if a["jobs"]) == 1, (problem, one)
 
 
+def wait_for_actor(pool, label: str, timeout: float = 180):
+    """The slot of the replacement actor `label`, once it answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        slot = next((s for s in pool.workers if s.label == label), None)
+        if slot is not None:
+            return slot
+        time.sleep(0.1)
+    raise AssertionError(f"{label} did not start in {timeout} s: {pool.record()}")
+
+
 @needs_ray
-def test_an_actor_killed_mid_job_is_retried_once_on_another(cluster):
+def test_an_actor_killed_mid_job_is_retried_once_on_another_and_replaced(cluster):
     import ray
     with ray_pool() as remote:
         future = remote.submit(request("elementwise_add_relu", "add_relu_slow"))
@@ -108,24 +119,46 @@ def test_an_actor_killed_mid_job_is_retried_once_on_another(cluster):
         ray.kill(victim.actor)
         verdict = future.result(timeout=300)
         assert verdict.status == "correct", verdict.message
+        replacement = wait_for_actor(remote, f"actor-{ACTORS}")  # in the lost one's place, on the CPU it freed
         record = remote.record()
         lost = record["actors"][victim.label]
         assert lost["alive"] is False and lost["jobs"] == 0
-        assert [a["jobs"] for name, a in record["actors"].items() if name != victim.label] == [1]
+        assert sum(a["jobs"] for name, a in record["actors"].items() if name != victim.label) == 1
         assert len(record["lost"]) == 1 and record["lost"][0].startswith(f"{victim.label} on ")
-        assert remote.verify(request("row_sum", "row_sum_triton")).status == "correct"  # the survivor goes on
+        assert record["actors"][replacement.label]["alive"] is True and len(record["actors"]) == ACTORS + 1
+        survivor = next(s for s in remote.workers if s.alive and s is not replacement)
+        ray.kill(survivor.actor)  # with the other original gone too, the replacement answers alone
+        assert remote.verify(request("row_sum", "row_sum_triton")).status == "correct"
+        assert remote.record()["actors"][replacement.label]["jobs"] >= 1
 
 
 @needs_ray
-def test_a_job_lost_twice_is_reported_and_later_jobs_are_answered(cluster, monkeypatch):
+def test_a_job_lost_twice_is_reported_and_replacements_answer_later_jobs(cluster, monkeypatch):
     killed = kill_on_assignment(monkeypatch, times=ACTORS)
     with ray_pool() as remote:
         verdict = remote.verify(request("elementwise_add_relu", "add_relu_triton"))
-        after = remote.verify(request("row_sum", "row_sum_triton"))
+        after = remote.verify(request("row_sum", "row_sum_triton"))  # waits for a replacement to start
+        record = remote.record()
     assert sorted(killed) == ["actor-0", "actor-1"]
     assert verdict.status == "runtime_error" and "were lost: actor-" in verdict.message
     assert "retried once" in verdict.message
-    assert after.status == "runtime_error" and "no Ray verifier actor is left" in after.message
+    assert after.status == "correct", after.message
+    assert sum(record["actors"][f"actor-{i}"]["jobs"] for i in (ACTORS, ACTORS + 1) if f"actor-{i}" in record[
+        "actors"]) == 1
+
+
+@needs_ray
+def test_replacements_are_bounded_then_jobs_are_answered_unverified(cluster, monkeypatch):
+    killed = kill_on_assignment(monkeypatch, times=2 * ACTORS)  # the originals, then their replacements
+    with ray_pool() as remote:
+        first = remote.verify(request("elementwise_add_relu", "add_relu_triton"))
+        second = remote.verify(request("row_sum", "row_sum_triton"))
+        third = remote.verify(request("softmax", "softmax_triton"))
+        record = remote.record()
+    assert sorted(killed) == [f"actor-{i}" for i in range(2 * ACTORS)]  # one replacement per actor started
+    assert "retried once" in first.message and "retried once" in second.message
+    assert third.status == "runtime_error" and "no Ray verifier actor is left" in third.message
+    assert not any(a["alive"] for a in record["actors"].values()) and len(record["lost"]) == 2 * ACTORS
 
 
 @needs_ray
@@ -145,7 +178,8 @@ def test_bench_over_ray_completes_when_an_actor_dies_and_records_where_it_ran(cl
     assert done.value.code == 0 and len(killed) == 1, capsys.readouterr()
     assert run.read_summary()["correct"] == 2  # the lost job ran again on the other actor
     context = json.loads(run.context.read_text())
-    assert context["verifier"].startswith(f"ray (local): {ACTORS} actor(s) on 1 node(s)"), context
+    # the lost actor, the survivor and the lost one's replacement
+    assert context["verifier"].startswith(f"ray (local): {ACTORS + 1} actor(s) on 1 node(s)"), context
     assert f"lost: {killed[0]} on " in context["verifier"]
 
 

@@ -55,6 +55,7 @@ class VerifierActor:
         self.pool.close()
 
 
-# Two calls at once: verify, and cancel or close beside it. Never restarted by Ray: a lost actor's job is retried
-# by the driver (ray_pool.RayPool), and a restart could land on a node that is gone.
+# Two calls at once: verify, and cancel or close beside it. Never restarted by Ray: the driver (ray_pool.RayPool)
+# retries a lost actor's job and starts a new actor wherever a GPU is free, where a restart could wait for a node
+# that is gone.
 RemoteVerifier = ray.remote(max_concurrency=2, max_restarts=0)(VerifierActor)

@@ -20,6 +20,10 @@ from .cluster import Cluster, cluster_device, connect, disconnect, one_line
 from .placement import RETRIES, STEAL_AFTER_S, Job, Placement, problem_key
 
 CLOSE_S = 30.0  # for each actor to stop its worker; then it is killed
+# A lost actor is replaced by a new one wherever Ray finds its GPU (CPU) free: a node that is gone has none. At most
+# as many replacements as actors started, so that a node that keeps losing them (out of memory at a problem's size)
+# does not churn through actor starts for the whole bench.
+REPLACEMENTS_PER_ACTOR = 1
 IDLE_POLL_S = 0.05  # an idle slot's shortest wait for an overdue job that another slot may take first
 
 
@@ -43,6 +47,9 @@ class RayPool:
         self.done: dict[str, Counter] = {}  # problem name -> jobs answered per actor label
         self.lost: list[str] = []  # actors that died, with why
         self.workers: list[_Slot] = []
+        self.labels = 0  # actors made so far, started or not: the next one's label is actor-<labels>
+        self.starting: dict[str, object] = {}  # label -> replacement actor not yet answering (close() kills it)
+        self.replacements_left = 0
         live_pools.register(self)  # SIGINT/SIGTERM/SIGHUP unwind to close(), which stops every actor's worker
         try:
             self.workers = self._start_actors(actors)
@@ -50,6 +57,7 @@ class RayPool:
             live_pools.unregister(self)
             self._leave_cluster()
             raise
+        self.replacements_left = REPLACEMENTS_PER_ACTOR * len(self.workers)
         for slot in self.workers:  # only now: a slot's thread reads self.workers
             slot.thread.start()
 
@@ -59,7 +67,7 @@ class RayPool:
         with self.lock:
             if self.stopping or self.closed:
                 future.set_exception(PoolStopped(f"the verifier pool was {'stopped' if self.stopping else 'closed'}"))
-            elif not self._live():
+            elif not self._live() and not self.starting:
                 future.set_result(self._unverified(request, "no Ray verifier actor is left: " + "; ".join(self.lost)))
             else:
                 self.placement.add(Job(request, future, problem_key(request)))
@@ -82,10 +90,13 @@ class RayPool:
         with self.lock:
             self.closed = True
             waiting = self.placement.drain()
+            starting = list(self.starting.values())  # from now on no replacement gets a slot
             self.lock.notify_all()
         for job in waiting:
             _fail(job, PoolStopped("the verifier pool was closed before this candidate's verdict"))
         try:
+            for actor in starting:  # a replacement still starting: its start fails, and _await_replacement ends
+                ray.kill(actor)
             live = [slot for slot in self.workers if slot.alive]
             closing = [slot.actor.close.remote() for slot in live]
             if closing:
@@ -140,12 +151,7 @@ class RayPool:
         placed = placed[:limit] if limit else placed
         if not placed:
             raise RuntimeError(f"the Ray cluster has no {resource} to start a verifier actor on")
-        handles = []
-        for i, node_id in enumerate(placed):
-            handles.append((f"actor-{i}", RemoteVerifier.options(
-                num_cpus=1, num_gpus=1 if self.device == "cuda" else 0,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            ).remote(self.config_for_actors(), f"actor-{i}")))
+        handles = [self._launch(NodeAffinitySchedulingStrategy(node_id, soft=False)) for node_id in placed]
         slots, failures = [], []
         for label, actor in handles:
             try:
@@ -159,6 +165,58 @@ class RayPool:
             raise RuntimeError(f"no verifier actor started on the Ray cluster: {failures[0]}")
         self.lost.extend(f"{f} (did not start)" for f in failures)
         return slots
+
+    def _launch(self, strategy=None) -> tuple[str, object]:
+        """A new actor, (label, handle): on the node `strategy` names, else wherever Ray finds the resource."""
+        label = f"actor-{self.labels}"
+        self.labels += 1
+        options = dict(num_cpus=1, num_gpus=1 if self.device == "cuda" else 0)
+        if strategy is not None:
+            options["scheduling_strategy"] = strategy
+        return label, RemoteVerifier.options(**options).remote(self.config_for_actors(), label)
+
+    def _start_replacement(self) -> bool:
+        """Under the lock: launch an actor in place of a lost one, and wait for it in a thread of its own (a start
+        takes seconds). False where Ray cannot even launch one."""
+        try:
+            label, actor = self._launch()
+        except Exception as e:  # noqa: BLE001 - the connection to the cluster is gone
+            self.lost.append(f"no replacement could be launched: {one_line(e)[:200]}")
+            return False
+        self.starting[label] = actor
+        threading.Thread(target=self._await_replacement, args=(label, actor), name=f"ks-ray-start-{label}",
+                         daemon=True).start()
+        return True
+
+    def _await_replacement(self, label: str, actor) -> None:
+        """The replacement answers: it gets a slot and takes jobs; else it is reported lost, and with no actor left
+        the jobs still waiting are answered."""
+        try:
+            where = ray.get(actor.where.remote(), timeout=self.config.start_timeout_s)
+        except Exception as e:  # noqa: BLE001 - no room on any node, or close() killed it, or Ray is gone
+            _kill_quietly(actor)
+            with self.lock:
+                del self.starting[label]
+                if not (self.closed or self.stopping):
+                    self.lost.append(f"{label} (a replacement) did not start: {one_line(e)[:200]}")
+                orphans = [] if self._live() or self.starting else self.placement.drain()
+                self.lock.notify_all()
+            for orphan in orphans:
+                _answer(orphan, self._unverified(orphan.request, "no Ray verifier actor is left: "
+                                                 + "; ".join(self.lost)))
+            return
+        with self.lock:
+            del self.starting[label]
+            if self.closed or self.stopping:
+                slot = None
+            else:
+                slot = _Slot(self, len(self.workers), label, actor, where)
+                self.workers.append(slot)
+                self.lock.notify_all()
+        if slot is None:
+            _kill_quietly(actor)
+        else:
+            slot.thread.start()
 
     def config_for_actors(self) -> PoolConfig:
         return replace(self.config, device=self.device, workdir=None)
@@ -203,16 +261,21 @@ class RayPool:
         _fail(job, error)
 
     def actor_lost(self, slot: "_Slot", job: Job, error: Exception) -> None:
-        """The actor (or its node) died under `job`: run the job once more on another actor, else report it."""
+        """The actor (or its node) died under `job`: start one in its place (within the bound), run the job once
+        more on another actor (a replacement counts once it answers), else report it."""
         why = f"{slot.label} on {slot.where.get('node')} was lost ({one_line(error)[:200]})"
         with self.lock:
             slot.alive, slot.job = False, None
-            if not (self.closed or self.stopping):  # close() kills the actors itself
+            ending = self.closed or self.stopping
+            if not ending:  # close() kills the actors itself
                 self.lost.append(why)
+            if not ending and self.replacements_left > 0:
+                self.replacements_left -= 1
+                self._start_replacement()
             job.lost_on.append(slot.label)
-            live = self._live()
+            live = self._live() or self.starting  # an actor that is starting takes jobs soon
             orphans = [] if live else self.placement.drain()
-            if self.closed or self.stopping:
+            if ending:
                 retry, outcome = False, PoolStopped("the verifier pool was stopped before this candidate's verdict")
             elif len(job.lost_on) <= RETRIES and live:
                 retry, outcome = True, None
@@ -265,6 +328,13 @@ class _Slot:
                 return
             verdict = Verdict.from_json(answer["verdict"])
             self.pool.answered(self, job, verdict, answer.get("info"))
+
+
+def _kill_quietly(actor) -> None:
+    try:
+        ray.kill(actor)
+    except Exception:  # noqa: BLE001 - gone already, with its cluster
+        pass
 
 
 def _answer(job: Job, verdict: Verdict) -> None:
