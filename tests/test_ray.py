@@ -195,6 +195,22 @@ def test_solve_over_ray_records_the_backend_and_nodes_in_its_summary(cluster, tm
     assert sum(a["jobs"] for a in verifier["actors"].values()) == 2  # the attempt and its cold re-check
 
 
+@needs_ray
+def test_retime_over_ray_uses_the_clusters_device_and_says_so_in_one_line(cluster, tmp_path, capsys):
+    from .test_retime import FAST, make_run
+    run = make_run(tmp_path, [FAST])
+    with pytest.raises(SystemExit) as done:  # the cluster has CPUs only: nothing to time on
+        main(["retime", str(run.path), "--ray", "local"])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and "\n" not in err
+    assert "re-timing needs a GPU" in err and "or on a Ray cluster with GPUs" in err
+    with pytest.raises(SystemExit) as done:
+        main(["retime", str(run.path), "--ray", "local", "--device", "cuda"])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and "the Ray cluster has no GPU" in err and "\n" not in err
+    assert run.read_summary()["best"]["attempt"] == 1  # untouched
+
+
 # ---- one-line errors ------------------------------------------------------------------------------------------
 def verify_cli(*extra: str) -> list[str]:
     return [str(PROBLEMS / "elementwise_add_relu.py"), str(CANDIDATES / "add_relu_triton.py"), "--device", DEVICE,

@@ -4,13 +4,14 @@ times for real and must pick the one-launch kernel over the eight-launch one."""
 from __future__ import annotations
 
 import shutil
+import threading
 
 import pytest
 
 from kernelsearch.cli import main
 from kernelsearch.llm.client import ModelConfig
 from kernelsearch.search.bench import save_bench
-from kernelsearch.search.retime import retime, targets
+from kernelsearch.search.retime import retime, retime_all, targets
 from kernelsearch.search.run_dir import RunDir, Settings
 from kernelsearch.search.solve import SolveConfig
 from kernelsearch.suites import SuiteProblem
@@ -104,6 +105,26 @@ def test_a_bench_is_retimed_problem_by_problem_with_its_settings(tmp_path):
     [target] = targets(bench)
     assert (target.name, target.options["dtype"], target.options["trials"]) == ("L1-001_add_relu", "fp16", 3)
     assert target.variant_names == {"dim"}
+
+
+@pytest.mark.skipif(ON_GPU, reason="on a GPU the real timer runs")
+def test_targets_are_retimed_at_once_over_the_pools_workers_and_answered_in_order(tmp_path, pool):
+    runs = [make_run(tmp_path / name, candidates) for name, candidates in (("a", [SLOW, FAST]), ("b", [FAST]))]
+    timer = fake_timer(pool.verify)
+    threads = []
+
+    class TwoWorkers:  # the pool's interface as retime_all reads it: two workers (GPUs, or a cluster's actors)
+        workers = [None, None]
+
+        @staticmethod
+        def verify(request):
+            threads.append(threading.current_thread().name)
+            return timer(request)
+
+    summaries = retime_all([t for run in runs for t in targets(run)], TwoWorkers, progress=lambda line: None)
+    assert [s["best"]["attempt"] for s in summaries] == [2, 1]  # run a's, then run b's
+    assert summaries == [run.read_summary() for run in runs]
+    assert len(threads) == 5 and len(set(threads[:2])) == 2  # b's first job came before a's first verdict
 
 
 @pytest.mark.skipif(ON_GPU, reason="this machine has a GPU")

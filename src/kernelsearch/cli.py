@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="where to time (default auto; timing needs cuda)")
     retime.add_argument("--sizes", default="original", choices=["original", "searched"],
                         help="original: the problem file's own sizes; searched: with the run's --set and --shrink")
+    add_ray_option(retime)
 
     mcp = commands.add_parser("mcp", help="serve the verifier and the attention generator to coding agents over the "
                               "Model Context Protocol (stdio); needs pip install 'kernelsearch[mcp]'")
@@ -202,7 +203,7 @@ def _show_search_defaults(p) -> None:
 
 
 def add_ray_option(p) -> None:
-    """--ray for verify, solve and bench: the verifier on a Ray cluster (scale/, docs/scaling.md)."""
+    """--ray for verify, solve, bench and retime: the verifier on a Ray cluster (scale/, docs/scaling.md)."""
     p.add_argument("--ray", metavar="local|auto|ADDRESS", help="verify on a Ray cluster, one worker per GPU of "
                    "every node: local starts one on this machine, auto joins the one RAY_ADDRESS names or that runs "
                    "here, else HOST:PORT; needs pip install 'kernelsearch[ray]' (default: this machine's workers)")

@@ -64,12 +64,14 @@ def run_report(args) -> int:
 
 
 def run_retime(args) -> int:
-    """Every correct kernel of a run verified and timed again here; the fastest becomes the run's best."""
+    """Every correct kernel of a run verified and timed again (here, or on a Ray cluster's GPUs); the fastest
+    becomes the run's best."""
     from .problem import ProblemError
-    from .search.retime import retime, targets
+    from .scale import open_pool
+    from .search.retime import retime_all, targets
     from .search.run_dir import RunDir, RunDirError
     from .store import StoreError
-    from .verify import PoolConfig, WorkerPool, resolve_device
+    from .verify import PoolConfig, resolve_device
 
     run = RunDir(args.run_dir)
     try:
@@ -77,16 +79,22 @@ def run_retime(args) -> int:
             raise RunDirError(f"{run} is not a kernelsearch run (no {run.store.name}, no {run.bench.name})")
         run.check_readable()
         found = targets(run, args.sizes)
-        device = resolve_device(args.device)
+        if args.ray:  # the cluster's device, not this machine's: a laptop may re-time on the cluster's GPUs
+            from .scale.cluster import connect_for
+            device = connect_for(args.ray, args.device)
+        else:
+            device = resolve_device(args.device)
         if device != "cuda":
             raise RunDirError("re-timing needs a GPU: without one nothing is timed, so there is nothing to rank "
-                              "(run it where torch sees a CUDA device)")
-    except (RunDirError, StoreError, ProblemError, OSError, ValueError) as e:
+                              "(run it where torch sees a CUDA device" + (", or on a Ray cluster with GPUs)"
+                                                                           if args.ray else ")"))
+        pool = open_pool(PoolConfig(device=device), args.ray)
+    except (RunDirError, StoreError, ProblemError, OSError, ValueError, RuntimeError) as e:
+        # ValueError also scale.cluster.ClusterError (no Ray, no cluster there); RuntimeError: no actor started
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    with WorkerPool(PoolConfig(device=device)) as pool:
-        summaries = [retime(t, pool.verify, args.sizes, progress=lambda line: print(line, flush=True))
-                     for t in found]
+    with pool:
+        summaries = retime_all(found, pool, args.sizes, progress=lambda line: print(line, flush=True))
         device_name = pool.info.get("device_name", device)
     if run.holds_bench() and not run.holds_search():  # the bench's metrics and report from the new verdicts
         context = json.loads(run.context.read_text()) if run.context.is_file() else {"run": str(run)}

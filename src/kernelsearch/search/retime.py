@@ -93,6 +93,21 @@ def retime(target: Target, verify: Callable[[VerifyRequest], Verdict], sizes: st
     return summary
 
 
+def retime_all(found: list[Target], pool, sizes: str = "original", progress: Callable[[str], None] = print) -> list:
+    """`retime` for each target, as many at once as the pool has workers (a bench's problems over a cluster's
+    GPUs; one worker: one after another). Each worker runs one job at a time, so a timing never shares its GPU.
+    The summaries, in the targets' order."""
+    if len(pool.workers) <= 1 or len(found) <= 1:
+        return [retime(t, pool.verify, sizes, progress) for t in found]
+    from concurrent.futures import ThreadPoolExecutor
+    executor = ThreadPoolExecutor(max_workers=min(len(pool.workers), len(found)), thread_name_prefix="ks-retime")
+    try:
+        futures = [executor.submit(retime, t, pool.verify, sizes, progress) for t in found]
+        return [f.result() for f in futures]
+    finally:  # stopped: the targets not begun are dropped; the running ones end when the caller closes the pool
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
 def _request(target: Target, code: str, name: str, seed_offset: int, **extra) -> VerifyRequest:
     return make_request(target.problem, code, name, target.variant_names, seed=target.seed + seed_offset,
                         timing=True, **target.options, **extra)
