@@ -9,10 +9,7 @@ from .memory import held_tensors
 
 def check_determinism(job, v, problem, model_new, first_output) -> None:
     """Run trial 0 again: an output that moves between identical runs reads uninitialized memory or races."""
-    pristine = job.calls.inputs(problem, job.req.seed)
-    job.poison.fill_free_memory()
-    again = job.calls.candidate(model_new, pristine)
-    del pristine
+    again = job.call(model_new, problem, job.req.seed)
     result = job.compare(again, first_output)
     job.poison.scrub(again + first_output, protect=held_tensors(model_new))
     v.checks["determinism"] = {"ok": result["ok"], "max_abs_diff": result["max_abs_err"]}
@@ -42,12 +39,7 @@ def check_variant(job, v, reference, model_new, init_inputs) -> None:
         return
     if rebuilt:
         model_new = job.build(type(model_new), variant_init, "ModelNew at the second shape", "runtime_error")
-    pristine = job.calls.inputs(variant, req.seed + VARIANT_SEED)
-    job.poison.fill_free_memory()
-    outs = job.calls.candidate(model_new, pristine)
-    del pristine
-    result = job.judge(outs, req.seed + VARIANT_SEED, "variant")
-    job.poison.scrub(outs, protect=held_tensors(model_new))
+    result = job.call_and_judge(model_new, variant, req.seed + VARIANT_SEED, "variant")
     v.checks["second_shape"] = {"ok": result["ok"], "changes": changes, "max_abs_err": result["max_abs_err"],
                                 "rebuilt_models": rebuilt}
     if not result["ok"]:

@@ -147,10 +147,7 @@ class Job:
         self.w.counter.reset()
         if t % 2 == 0:
             self.ready(seed, "trial")
-        pristine = self.calls.inputs(problem, seed)
-        self.poison.fill_free_memory()
-        outs = self.calls.candidate(model_new, pristine, recorder)
-        del pristine
+        outs = self.call(model_new, problem, seed, recorder)
         if recorder is not None:
             self.judge_pytorch_use(v, recorder)
         result = self.judge(outs, seed, "trial")
@@ -163,6 +160,21 @@ class Job:
         if not result["ok"]:
             raise Outcome("incorrect", f"trial {t} (seed {seed}): {result['message']}")
         return outs
+
+    def call(self, model_new, problem, seed: int, recorder=None) -> list:
+        """The candidate's outputs on the inputs for `seed`, with free memory poisoned just before its call (an
+        output it never writes cannot hold a right answer left behind). Its inputs go with this frame."""
+        pristine = self.calls.inputs(problem, seed)
+        self.poison.fill_free_memory()
+        return self.calls.candidate(model_new, pristine, recorder)
+
+    def call_and_judge(self, model_new, problem, seed: int, kind: str) -> dict:
+        """`call`, the keeper's comparison of the outputs with its answers for (seed, kind), and the outputs
+        scrubbed: the extra checks' one candidate call."""
+        outs = self.call(model_new, problem, seed)
+        result = self.judge(outs, seed, kind)
+        self.poison.scrub(outs, protect=held_tensors(model_new))
+        return result
 
     def judge(self, outs: list, seed: int, kind: str) -> dict:
         """The keeper's comparison of the outputs with its answers for (seed, kind). On a GPU the allocator's

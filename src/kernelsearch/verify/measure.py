@@ -6,7 +6,6 @@ from collections import OrderedDict
 
 from .errors import Outcome, describe
 from .keeper_link import FRESH_SEED, TIMING_SEED
-from .memory import held_tensors
 from .gpu_kernels import KERNEL_KEYS, kernel_times
 from .timing import peaks_of, roofline_floor_ms, speedup, summarize, time_interleaved, work_of_call
 
@@ -68,12 +67,7 @@ def time_candidate(job, v, problem, reference, model_new) -> None:
     del sets  # up to 4 input sets: 34 GiB on 38_L1Norm, which the check below needs room for
 
     # Re-check on inputs the candidate has not seen, after it ran many times: catches cached results.
-    pristine = job.calls.inputs(problem, req.seed + FRESH_SEED)
-    job.poison.fill_free_memory()
-    outs = job.calls.candidate(model_new, pristine)
-    del pristine
-    result = job.judge(outs, req.seed + FRESH_SEED, "fresh")
-    job.poison.scrub(outs, protect=held_tensors(model_new))
+    result = job.call_and_judge(model_new, problem, req.seed + FRESH_SEED, "fresh")
     v.checks["fresh_inputs_after_timing"] = {"ok": result["ok"], "max_abs_err": result["max_abs_err"]}
     if not result["ok"]:
         raise Outcome("incorrect", f"wrong on fresh inputs after timing (results cached?): {result['message']}")
