@@ -104,13 +104,19 @@ def kill_leftovers(workers: list[int], command: int | None = None) -> None:
             pass
 
 
+def default_stop_signals() -> None:
+    """In a child, before exec: SIGINT and SIGHUP at their defaults, as a terminal's command has them. A shell
+    without job control starts background commands with SIGINT ignored, and nohup ignores SIGHUP; the tests may
+    run under either, and a command keeps an ignored signal ignored (on purpose: see the test below)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @contextmanager
 def spinning(command: list[str], **popen):
     """Start `command`, wait until its worker spins in the hang candidate; yield (process, worker pid)."""
-    # A shell without job control starts background commands with SIGINT ignored; a terminal's Ctrl-C reaches a
-    # command whose SIGINT is at its default, so give it that.
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
+                            preexec_fn=default_stop_signals, **popen)
     workers: list[int] = []
     try:
         workers = wait_for(lambda: workers_of(proc.pid), STARTUP_S, "the command starts a worker")
@@ -192,12 +198,30 @@ def test_a_stopped_pool_fails_its_requests_instead_of_judging_them(tmp_path):
             kill_leftovers([worker])
 
 
-def test_signal_handlers_are_the_pools_only_while_one_lives():
-    before = signal.getsignal(signal.SIGTERM)
-    with WorkerPool(PoolConfig(device="cpu")):
-        assert signal.getsignal(signal.SIGTERM) is live_pools._on_signal
-        assert signal.getsignal(signal.SIGINT) is live_pools._on_signal
-    assert signal.getsignal(signal.SIGTERM) is before  # (still ours if the session's shared pool is alive)
+HANDLERS_WHILE_A_POOL_LIVES = """
+import signal
+from kernelsearch.verify import PoolConfig, WorkerPool, live_pools
+stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+with WorkerPool(PoolConfig(device="cpu")):
+    during = [signal.getsignal(s) is live_pools._on_signal for s in stops]
+after = [signal.getsignal(s) is live_pools._on_signal for s in stops]
+print(during, after, signal.getsignal(signal.SIGHUP) is signal.SIG_IGN)
+"""
+
+
+@pytest.mark.parametrize("hangup, expected", [
+    (signal.SIG_DFL, "[True, True, True] [False, False, False] False"),
+    (signal.SIG_IGN, "[True, True, False] [False, False, False] True"),  # under nohup: SIGHUP stays ignored
+])
+def test_signal_handlers_are_the_pools_only_while_one_lives(hangup, expected):
+    def dispositions():  # a process of its own: this one's may be anything (the session's pool, nohup, a shell)
+        default_stop_signals()
+        signal.signal(signal.SIGHUP, hangup)
+
+    done = subprocess.run([sys.executable, "-c", HANDLERS_WHILE_A_POOL_LIVES], preexec_fn=dispositions,
+                          capture_output=True, text=True, timeout=STARTUP_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == expected
 
 
 # ---- a worker that cannot start ----------------------------------------------------------------------------
