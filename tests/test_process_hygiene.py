@@ -20,7 +20,6 @@ import pytest
 from kernelsearch.problem import load_problem
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
-from kernelsearch.verify import live_pools
 from kernelsearch.verify.devices import DeviceError, resolve_gpus
 from kernelsearch.verify.pool import PoolStopped
 
