@@ -186,6 +186,33 @@ def test_the_same_limit_is_refused_the_same_way_everywhere(args, option):
                                    f"{args[-1]} (see kernelsearch {args[0]} --help)")
 
 
+@pytest.mark.parametrize("command", ["solve", "bench"])
+@pytest.mark.parametrize("table, line, said", [
+    ("search", "trials = 0", "[search] trials: must be at least 1, got 0"),
+    ("search", "max_attempts = -3", "[search] max_attempts: must be at least 1, got -3"),
+    ("model", "concurrency = 0", "[model] concurrency: must be at least 1, got 0"),
+    ("search", 'budget = "0s"', "[search] budget: must be positive, got 0"),
+    ("search", "target_speedup = -1.5", "[search] target_speedup: must be positive, got -1.5"),
+    ("search", 'lanes = "four"', "[search] lanes: must be an integer, got 'four'"),
+    ("search", "strict = 1", "[search] strict: must be true or false, got 1"),
+    ("model", 'temperature = "warm"', "[model] temperature: must be a number, got 'warm'"),
+])
+def test_a_config_files_settings_are_held_to_the_flags_limits(tmp_path, command, table, line, said):
+    config = tmp_path / "run.toml"
+    config.write_text(f"[{table}]\n{line}\n")
+    target = [str(PROBLEMS / "softmax.py")] if command == "solve" else ["kernelbench"]
+    # refused before anything else is tried: no endpoint answers at this address, and no key is set
+    done = run_cli(command, *target, "--config", str(config), "--base-url", "http://127.0.0.1:9",
+                   "--out", str(tmp_path / "run"))
+    assert done.returncode == 2 and done.stderr.strip() == f"kernelsearch: error: {config}: {said}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_budget_flag_of_zero_is_refused_as_the_files_is(tmp_path):
+    done = run_cli("solve", str(PROBLEMS / "softmax.py"), "--budget", "0", "--base-url", "http://127.0.0.1:9")
+    assert done.returncode == 2 and done.stderr.strip() == "kernelsearch: error: --budget: must be positive, got 0"
+
+
 @pytest.mark.parametrize("command", ["verify", "attention", "solve", "bench", "report", "retime", "mcp"])
 def test_every_help_shows_defaults_and_exit_codes(command):
     done = run_cli(command, "--help")

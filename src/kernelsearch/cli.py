@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .limits import count_problem, positive_problem
+
 EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 EXIT_CODES = {  # what each command's --help says about its exit status
     "verify": "0 correct; 1 any other verdict; 2 bad usage, or the problem's limit (problem_error)",
@@ -26,17 +28,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def at_least_one(text: str) -> int:
-    """The type of every count (--trials, --lanes, --max-attempts, ...): the same limit, refused the same way."""
+    """The type of every count (--trials, --lanes, --max-attempts, ...): limits.count_problem's rule."""
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    problem = count_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
 def positive(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    problem = positive_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

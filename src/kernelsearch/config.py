@@ -6,9 +6,18 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
+from .limits import count_problem, positive_problem
 from .llm.client import ModelConfig
 from .search.solve import SolveConfig
 from .verify.tolerance import ToleranceError, check_settings
+
+# The settings held to a rule of limits.py, whether a flag or the --config file gives them (ModelConfig's and
+# SolveConfig's fields by name).
+LIMITS = {"lanes": count_problem, "trials": count_problem, "max_attempts": count_problem,
+          "max_tokens": count_problem, "concurrency": count_problem, "budget_s": positive_problem,
+          "target_speedup": positive_problem, "compile_timeout_s": positive_problem,
+          "run_timeout_s": positive_problem, "timeout_s": positive_problem, "connect_timeout_s": positive_problem}
+TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 
 
 class ConfigError(ValueError):
@@ -70,11 +79,51 @@ def build_from(table: dict, config_file: str | None, model_flags: dict,
         search.budget_s = parse_duration(search.budget_s)
     if "budget" in table.get("search", {}) and search_flags.get("budget_s") is None:
         search.budget_s = parse_duration(table["search"]["budget"])
+    check_limits(model, _naming(config_file, "model", table.get("model", {})))
+    check_limits(search, _naming(config_file, "search", table.get("search", {})))
     try:
         check_settings(search.tolerance, search.atol, search.rtol)
     except ToleranceError as e:
         raise ConfigError(str(e)) from None
     return model, search
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag of a setting: budget_s -> --budget, max_attempts -> --max-attempts."""
+    return "--" + field.removesuffix("_s").replace("_", "-")
+
+
+def check_limits(config, name=flag_name) -> None:
+    """Each field of `config` (a ModelConfig or SolveConfig) of its type and within its LIMITS rule; else a
+    ConfigError that calls the setting `name(field)`: where it came from."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        problem = _type_problem(str(f.type), value)
+        if problem is None and value is not None and f.name in LIMITS:
+            problem = LIMITS[f.name](value)
+        if problem:
+            raise ConfigError(f"{name(f.name)}: {problem}")
+
+
+def _naming(config_file: str | None, table: str, from_file: dict):
+    def name(field: str) -> str:
+        key = "budget" if field == "budget_s" and "budget" in from_file else field
+        return f"{config_file}: [{table}] {key}" if key in from_file else flag_name(field)
+    return name
+
+
+def _type_problem(annotation: str, value) -> str | None:
+    """What is wrong with a value a file gave for a field annotated `annotation` ("int", "float | None", ...)."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    if value is None:
+        return None if "None" in kinds else "must be set"
+    fits = {"int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "bool": isinstance(value, bool), "str": isinstance(value, str)}
+    known = [k for k in kinds if k in fits]
+    if known and not any(fits[k] for k in known):
+        return f"must be {' or '.join(TYPE_WORDS[k] for k in known)}, got {value!r}"
+    return None
 
 
 def _merge(cls, from_file: dict, flags: dict, where: str | None):

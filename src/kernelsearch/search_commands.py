@@ -53,12 +53,11 @@ def search_configs(args):
 def _start(search, model, ray: str | None = None):
     """The device (with `ray`: the cluster's, not this machine's) and a model client for a search, or a
     ConfigError/LLMError/ClusterError that says what is wrong."""
-    from .config import ConfigError
+    from .config import ConfigError, check_limits
     from .llm.client import LLMClient
     from .verify import resolve_device
 
-    if search.lanes < 1 or search.budget_s <= 0:
-        raise ConfigError("--lanes and --budget must be positive")
+    check_limits(search)  # checked when built; a resume's --budget and saved settings are checked here
     if search.shrink not in ("off", "auto"):
         raise ConfigError(f"shrink must be off or auto, got {search.shrink!r}")
     device = resolve_device(search.device) if not ray else _cluster_device(ray, search.device)
