@@ -139,6 +139,15 @@ def test_cli_attention_usage_error_is_one_line(tmp_path):
     assert "spec file not found" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("flag, said", [("--tune", "--tune needs a GPU"), ("--bench", "--bench needs a GPU")])
+def test_gpu_only_flags_on_the_cpu_are_refused_before_any_work(tmp_path, flag, said):
+    done = subprocess.run([sys.executable, "-m", "kernelsearch", "attention", str(EXAMPLES / "causal.py"), flag,
+                           "--device", "cpu", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and said in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert done.stdout == "" and not (tmp_path / "out").exists()  # no kernel written, no shape verified
+
+
 def test_tuned_configs_are_baked_in_and_picked_per_shape(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100
     forward = {"128-bfloat16-4096-4096": {"BLOCK_M": 128, "BLOCK_N": 128, "num_warps": 8, "num_stages": 3,

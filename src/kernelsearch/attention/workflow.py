@@ -34,6 +34,9 @@ def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune
                   bench: bool = False, trials: int | None = None, shape_indices: list[int] | None = None,
                   flex_autotune: bool = False, progress=print) -> AttentionResult:
     device = resolve_device(device)
+    if device != "cuda" and (tune or bench):  # before minutes of verifying in the interpreter
+        raise ValueError("--tune needs a GPU (block sizes tuned in the interpreter would mean nothing)" if tune
+                         else "--bench needs a GPU (the interpreter's speed means nothing)")
     if shape_indices:
         shapes = spec.shapes if device == "cuda" else spec.test_shapes
         if any(not 0 <= i < len(shapes) for i in shape_indices):
@@ -46,8 +49,6 @@ def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune
     out_dir.mkdir(parents=True, exist_ok=True)
     configs, backward_configs = {}, {}
     if tune:
-        if device != "cuda":
-            raise ValueError("--tune needs a GPU (block sizes tuned in the interpreter would mean nothing)")
         from .tune import tune_configs
         configs, backward_configs = tune_configs(spec, generate(spec).source, out_dir, progress)
     kernel = generate(spec, configs, backward_configs)
@@ -63,8 +64,6 @@ def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune
             result.verdicts.append((shape, verdict))
             progress(f"{verdict.status:9s} {shape.label()}: {verdict.message}")
     if bench:
-        if device != "cuda":
-            raise ValueError("--bench needs a GPU")
         from .bench import bench_spec
         result.bench = bench_spec(spec, kernel_path, progress, autotune_flex=flex_autotune)
     summary = {
