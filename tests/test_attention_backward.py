@@ -51,9 +51,11 @@ def mask_mod(b, h, q_idx, kv_idx):
 }
 
 # Tiles loaded through tensor descriptors (TMA on Hopper; the interpreter emulates them, zeros past the ends
-# included) with the main loops warp-specialized, in both directions: a run of full blocks with a ragged tail
-# (causal), no mask (relative position), full blocks read from the index one by one (strided).
-DESCRIPTORS = {"config": {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 1, "tma": True, "ws": True},
+# included) with the main loops warp-specialized, in both directions, and the forward on a persistent grid (3
+# programs in the interpreter: each walks 2 to 4 tiles): a run of full blocks with a ragged tail (causal), no mask
+# (relative position), full blocks read from the index one by one (strided).
+DESCRIPTORS = {"config": {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 1, "tma": True, "ws": True,
+                          "persistent": 1},
                "backward_config": {"BLOCK_M1": 32, "BLOCK_N1": 64, "BLOCK_M2": 64, "BLOCK_N2": 32, "num_warps": 4,
                                    "num_stages": 1, "tma": True, "ws": True}}
 DESCRIPTOR_CASES = {"causal": EXAMPLES / "causal.py", "relative_position": EXAMPLES / "relative_position.py",

@@ -24,6 +24,9 @@ BACKWARD_CANDIDATES = [(64, 128, 128, 64, 8, 2), (32, 128, 128, 32, 4, 2), (64, 
 # full blocks warp-specialized by Triton's compiler (the loads issued by warps of their own), where it can do that
 # for the GPU at hand (where it cannot build a config, the config is skipped). Three ways: ~3x the tuning time.
 LOADS = [{"tma": False, "ws": False}, {"tma": True, "ws": False}, {"tma": True, "ws": True}]
+# The forward's winner is also timed on a persistent grid of this many programs per streaming multiprocessor: one
+# where its tiles fill an SM's shared memory (128x128 with 3 stages at D=128), two where they leave room.
+PERSISTENT_PROGRAMS = (1, 2)
 
 
 def tune_configs(spec: AttentionSpec, source: str, out_dir: Path, progress=print, backward: bool = True):
@@ -60,6 +63,10 @@ def _tune_shape(spec, module, shape, loads, backward, forward, backward_configs,
     configs = [{"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w, "num_stages": s, **how}
                for bm, bn, w, s in FORWARD_CANDIDATES for how in loads]
     forward[key] = _fastest(configs, lambda c: forward_call(module, q, k, v, c, captures), timings, key, progress)
+    if forward[key]:  # then the winner on a persistent grid, timed again beside it
+        configs = [forward[key]] + [{**forward[key], "persistent": n} for n in PERSISTENT_PROGRAMS]
+        forward[key] = _fastest(configs, lambda c: forward_call(module, q, k, v, c, captures), timings,
+                                f"{key}-persistent", progress)
     if backward:
         configs = [{"BLOCK_M1": m1, "BLOCK_N1": n1, "BLOCK_M2": m2, "BLOCK_N2": n2, "num_warps": w,
                     "num_stages": s, **how} for m1, n1, m2, n2, w, s in BACKWARD_CANDIDATES for how in loads]
