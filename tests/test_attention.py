@@ -46,11 +46,37 @@ def test_example_generates_and_verifies_on_the_cpu(name, tmp_path):
     assert [v["status"] for v in summary["verdicts"]] == ["correct"] * len(spec.test_shapes)
 
 
+Q_F, KV_F, H_F = "(q_idx).to(tl.float32)", "(kv_idx).to(tl.float32)", "(h).to(tl.float32)"
+DISTANCE_F = f"({Q_F}) - ({KV_F})"  # q_idx - kv_idx, from the index vectors in float32
+
+
 def test_additive_score_mods_use_the_exp2_form_and_others_do_not():
     relpos = generate(load_spec(EXAMPLES / "relative_position.py")).source
-    assert "qk = qk * (sm_scale * 1.44269504) + (sm0) * 1.44269504" in relpos
+    assert f"qk = qk * (sm_scale * 1.44269504) + ({DISTANCE_F}) * 1.44269504" in relpos
     softcap = generate(load_spec(EXAMPLES / "softcap.py")).source
     assert "score = qk * sm_scale" in softcap and "qk = (sm2) * 1.44269504" in softcap
+
+
+@pytest.mark.parametrize("body, computed", [
+    # index arithmetic exact in float32 is done there from the index vectors: no int-to-float per score
+    ("score + (q_idx - kv_idx)", f"+ ({DISTANCE_F}) * 1.44269504"),
+    ("score - torch.abs(q_idx - kv_idx) * 2", f"(score) - ((tl.abs({DISTANCE_F})) * (2))"),
+    ("score + (kv_idx - q_idx).float() / 8", f"sm1 = ({KV_F}) - ({Q_F})"),
+    ("score + torch.minimum(q_idx - kv_idx, 3 * h)", f"(tl.minimum({DISTANCE_F}, (3) * ({H_F})))"),
+    ("torch.where(q_idx - kv_idx < 5, score, score - (q_idx + 1))", f"(score) - (({Q_F}) + (1))"),
+    # not exact in float32 (integer division; a product of two indices passes 2**24): integers, converted after
+    ("score + (q_idx // 4 - kv_idx)", "sm1 = (sm0) - (kv_idx)"),
+    ("score + q_idx * kv_idx * 1e-6", "sm0 = (q_idx) * (kv_idx)"),
+])
+def test_index_arithmetic_in_float_math_is_done_in_float32_where_exact(tmp_path, body, computed):
+    path = tmp_path / "mod.py"
+    path.write_text(f"import torch\n\n\ndef score_mod(score, b, h, q_idx, kv_idx):\n    return {body}\n\n\n"
+                    "SHAPES = []\nTEST_SHAPES = []\n")
+    source = generate(load_spec(path)).source
+    scores = source[source.index("def _scores"):source.index("def _attend_block")]
+    assert computed in scores, scores
+    exact = "//" not in body and "q_idx * kv_idx" not in body
+    assert (Q_F in scores) == exact, scores
 
 
 def test_captured_tensors_become_kernel_arguments():

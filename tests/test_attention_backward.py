@@ -38,6 +38,16 @@ def score_mod(score, b, h, q_idx, kv_idx):
 def mask_mod(b, h, q_idx, kv_idx):
     return q_idx > kv_idx
 ''',
+    # Index arithmetic in float math, done in float32 from the index vectors (trace.py): abs, min, / and * by
+    # integers, h; and the same distance compared as integers in the mask.
+    "index_arithmetic_in_float": '''
+def score_mod(score, b, h, q_idx, kv_idx):
+    return score - torch.abs(q_idx - kv_idx).float() / 16 + torch.minimum(kv_idx - q_idx, 3 * h) * 0.01
+
+
+def mask_mod(b, h, q_idx, kv_idx):
+    return (q_idx - kv_idx) < 100
+''',
     # The result ignores the score (dQ = dK = 0), and the mask's full kv blocks are no single run (every other
     # 32-key block): the dQ kernel reads them from its index list one by one.
     "score_ignored_strided_blocks": '''

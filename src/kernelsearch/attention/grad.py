@@ -10,6 +10,8 @@ import operator
 import torch
 import torch.fx
 
+from .ops import FUNCTIONS
+
 LN2 = "0.6931471805599453"
 _ADD = {operator.add, torch.add, "add"}
 _SUB = {operator.sub, torch.sub, "sub"}
@@ -104,5 +106,4 @@ def _rule(r, node, d) -> str | None:
 
 
 def r_function_name(target) -> str | None:
-    from .trace import _FUNCTIONS
-    return _FUNCTIONS.get(target)
+    return FUNCTIONS.get(target)
