@@ -144,6 +144,14 @@ scores = scores.masked_fill(~(torch.arange(50)[:, None] > torch.arange(50)[None,
 assert torch.equal(out[:, :, 0], torch.zeros_like(out[:, :, 0])) and not out.isnan().any()
 assert torch.isneginf(lse[:, :, 0]).all()
 assert torch.allclose(lse[:, :, 1:], torch.logsumexp(scores, -1)[:, :, 1:], atol=1e-5)
+# any scale: in the exp2's multiply-add when positive (no score_mod here), in the scores otherwise (0: equal
+# weights on the kept keys; negative: the softmax of the negated scores)
+for scale in (0.3, 0.0, -0.5):
+    out, lse = kernel.attention(q, k, v, sm_scale=scale, return_lse=True)
+    s = ((q @ k.transpose(-1, -2)) * scale).masked_fill(~(torch.arange(50)[:, None] > torch.arange(50)[None, :]),
+                                                         float("-inf"))
+    assert torch.allclose(out, torch.softmax(s, -1).nan_to_num(0.0) @ v, atol=1e-5), scale
+    assert torch.allclose(lse[:, :, 1:], torch.logsumexp(s, -1)[:, :, 1:], atol=1e-5), scale
 print("ok")
 '''
 

@@ -45,7 +45,7 @@ def generate(spec: AttentionSpec, configs: dict | None = None, backward_configs:
     source = Template("".join(path.read_text() for path in TEMPLATES)).substitute(
         title=f"{spec.name}: {spec.doc}" if spec.doc else spec.name,
         spec_name=Path(spec.path).name,
-        capture_names=repr(names),
+        capture_names=repr(names), score_is_scale=score is None,
         has_mask=mask is not None, mask_uses_b=bool(mask and "b" in mask.uses), mask_uses_h=bool(mask and "h" in mask.uses),
         configs=_literal(configs), backward_configs=_literal(backward_configs),
         capture_params=params, capture_args=params,
@@ -71,7 +71,7 @@ def _literal(table: dict | None) -> str:
 
 def _score_code(score: TracedMod | None) -> list[str]:
     if score is None:
-        return [f"qk = qk * (sm_scale * {LOG2E})"]
+        return ["if SCALE:", f"    qk = qk * (sm_scale * {LOG2E})"]
     if score.additive_bias is not None:
         # exp2 form: one multiply-add per element instead of scaling twice
         body = [line for line in score.triton if not line.startswith(f"{score.result} =")]
