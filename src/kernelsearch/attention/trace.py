@@ -159,24 +159,14 @@ class _Renderer:
         if name in UNARY and len(args) == 1:
             return self.unary(node, name, args[0])
         if node.op == "call_function" and target is torch.where or node.op == "call_method" and target == "where":
-            c, x, y = args[:3]
-            kind = "float" if "float" in (self.kind_of(x), self.kind_of(y)) else self.kind_of(x)
-            a, b = (self.as_float(v) for v in (x, y)) if kind == "float" else (self.arg(x), self.arg(y))
-            fx, fy = self.float_form(x), self.float_form(y)
-            exact = f"tl.where({self.arg(c)}, {fx}, {fy})" if kind == "int" and fx and fy else None
-            return self.assign(node, f"tl.where({self.arg(c)}, {a}, {b})",
-                               f"torch.where({self.arg(c)}, {self.arg(x)}, {self.arg(y)})", args[:3], kind, exact)
+            c = self.arg(args[0])
+            return self.either(node, args[1:3], f"tl.where({c}, {{}}, {{}})", f"torch.where({c}, {{}}, {{}})",
+                               args[:3])
         if target in (torch.clamp, torch.clip, "clamp", "clip"):
             return self.clamp(node, args, kwargs)
         if target in (torch.minimum, torch.maximum, "minimum", "maximum"):
             fn = target if isinstance(target, str) else target.__name__
-            x, y = args[:2]
-            kind = "float" if "float" in (self.kind_of(x), self.kind_of(y)) else self.kind_of(x)
-            a, b = (self.as_float(v) for v in (x, y)) if kind == "float" else (self.arg(x), self.arg(y))
-            fx, fy = self.float_form(x), self.float_form(y)
-            exact = f"tl.{fn}({fx}, {fy})" if kind == "int" and fx and fy else None
-            return self.assign(node, f"tl.{fn}({a}, {b})", f"torch.{fn}({self.arg(x)}, {self.arg(y)})", args[:2],
-                               kind, exact)
+            return self.either(node, args[:2], f"tl.{fn}({{}}, {{}})", f"torch.{fn}({{}}, {{}})", args[:2])
         if node.op == "call_method" and target == "to" or target in (torch.zeros_like,):
             return self.cast(node, target, args, kwargs)
         if node.op == "call_method" and target in ("new_ones", "new_zeros"):  # and_masks / or_masks / noop_mask
@@ -207,6 +197,16 @@ class _Renderer:
         if kind == "int" and fx and fy and (op in ("+", "-") or op == "*" and constant):
             exact = f"({fx}) {op} ({fy})"
         self.assign(node, f"({a}) {op} ({b})", f"({self.arg(x)}) {op} ({self.arg(y)})", args, kind, exact)
+
+    def either(self, node, args, triton_form: str, torch_form: str, inputs) -> None:
+        """where's branches, minimum, maximum: the value is one of two, so it is as exact as both are."""
+        x, y = args
+        kind = "float" if "float" in (self.kind_of(x), self.kind_of(y)) else self.kind_of(x)
+        a, b = (self.as_float(x), self.as_float(y)) if kind == "float" else (self.arg(x), self.arg(y))
+        fx, fy = self.float_form(x), self.float_form(y)
+        exact = triton_form.format(fx, fy) if kind == "int" and fx and fy else None
+        self.assign(node, triton_form.format(a, b), torch_form.format(self.arg(x), self.arg(y)), inputs, kind,
+                    exact)
 
     def unary(self, node, name: str, x) -> None:
         tri, tor = UNARY[name]

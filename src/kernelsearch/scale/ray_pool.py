@@ -175,18 +175,17 @@ class RayPool:
             options["scheduling_strategy"] = strategy
         return label, RemoteVerifier.options(**options).remote(self.config_for_actors(), label)
 
-    def _start_replacement(self) -> bool:
+    def _start_replacement(self) -> None:
         """Under the lock: launch an actor in place of a lost one, and wait for it in a thread of its own (a start
-        takes seconds). False where Ray cannot even launch one."""
+        takes seconds)."""
         try:
             label, actor = self._launch()
         except Exception as e:  # noqa: BLE001 - the connection to the cluster is gone
             self.lost.append(f"no replacement could be launched: {one_line(e)[:200]}")
-            return False
+            return
         self.starting[label] = actor
         threading.Thread(target=self._await_replacement, args=(label, actor), name=f"ks-ray-start-{label}",
                          daemon=True).start()
-        return True
 
     def _await_replacement(self, label: str, actor) -> None:
         """The replacement answers: it gets a slot and takes jobs; else it is reported lost, and with no actor left
