@@ -25,13 +25,15 @@ def _only_budget_on_resume(args) -> None:
 
 
 def _resumed(search, args):
-    """The saved search settings with what a resume may change: more time, another device."""
-    from .config import parse_duration
+    """The saved search settings with what a resume may change: more time, another device; held to the same
+    limits as a new run's (config.build_from checks those)."""
+    from .config import check_limits, parse_duration
 
     if args.budget:
         search.budget_s = parse_duration(args.budget)
     if args.device:
         search.device = args.device
+    check_limits(search)
     return search
 
 
@@ -53,11 +55,10 @@ def search_configs(args):
 def _start(search, model, ray: str | None = None):
     """The device (with `ray`: the cluster's, not this machine's) and a model client for a search, or a
     ConfigError/LLMError/ClusterError that says what is wrong."""
-    from .config import ConfigError, check_limits
+    from .config import ConfigError
     from .llm.client import LLMClient
     from .verify import resolve_device
 
-    check_limits(search)  # checked when built; a resume's --budget and saved settings are checked here
     if search.shrink not in ("off", "auto"):
         raise ConfigError(f"shrink must be off or auto, got {search.shrink!r}")
     device = resolve_device(search.device) if not ray else _cluster_device(ray, search.device)

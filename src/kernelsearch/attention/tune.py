@@ -62,11 +62,13 @@ def _tune_shape(spec, module, shape, loads, backward, forward, backward_configs,
     captures = gpu_captures(spec, module, shape)
     configs = [{"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w, "num_stages": s, **how}
                for bm, bn, w, s in FORWARD_CANDIDATES for how in loads]
-    forward[key] = _fastest(configs, lambda c: forward_call(module, q, k, v, c, captures), timings, key, progress)
+    def forward_at(config):
+        return forward_call(module, q, k, v, config, captures)
+
+    forward[key] = _fastest(configs, forward_at, timings, key, progress)
     if forward[key]:  # then the winner on a persistent grid, timed again beside it
         configs = [forward[key]] + [{**forward[key], "persistent": n} for n in PERSISTENT_PROGRAMS]
-        forward[key] = _fastest(configs, lambda c: forward_call(module, q, k, v, c, captures), timings,
-                                f"{key}-persistent", progress)
+        forward[key] = _fastest(configs, forward_at, timings, f"{key}-persistent", progress)
     if backward:
         configs = [{"BLOCK_M1": m1, "BLOCK_N1": n1, "BLOCK_M2": m2, "BLOCK_N2": n2, "num_warps": w,
                     "num_stages": s, **how} for m1, n1, m2, n2, w, s in BACKWARD_CANDIDATES for how in loads]
