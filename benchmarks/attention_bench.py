@@ -1,6 +1,8 @@
 """Attention on the H100 in one run (issue #14): every example at its SHAPES (S=4096 at D=64 and D=128, S=16384),
 built, checked (output and gradients against the float32 reference, beside Flex's own error) and timed, forward
-and forward+backward, against FlexAttention (default; max-autotune as the time budget allows) and SDPA.
+and forward+backward, against FlexAttention (default; max-autotune as the time budget allows) and SDPA. `dense`
+(no score_mod, no mask_mod, at relative position's shapes) is the ceiling each mod is measured against: the same
+kernel with nothing to apply, beside SDPA on cuDNN and FlashAttention-2.
 
     python3 benchmarks/attention_bench.py [--budget-s 450] [--specs causal,softcap] [--shapes 4096x128] [--tune]
                                           [--configs FILE]
@@ -9,11 +11,14 @@ and forward+backward, against FlexAttention (default; max-autotune as the time b
 Writes $OUT (default /tmp/ks-out)/attention_bench.json and .md; with --tune also attention_configs.json, which
 --configs reads back (tuning every shape of every example takes longer than one 10-minute device call).
 benchmarks/attention_configs_h100.json holds the forward configs `kernelsearch attention --tune` picked on the H100
-on 2026-11-24 (issue #5, results/attention-2026-11-24*/), one per example and head dim, for the other lengths too.
+on 2026-11-24 (issue #5, results/attention-2026-11-24*/), one per example and head dim, for the other lengths too;
+for causal and relative position at S=4096 D=128, the forward and backward configs tuned on 2026-12-05
+(results/attention-2026-12-05b/).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -25,6 +30,7 @@ EXAMPLES = ROOT / "examples" / "attention"
 # Under the goal at S=4096 in issue #14's measurements: the first to get Flex's max-autotune within the budget.
 AUTOTUNE_ORDER = ["relative_position", "prefix_lm", "causal", "sliding_window", "alibi_causal", "softcap",
                   "document_mask", "neighborhood_2d"]
+DENSE = "dense"  # not an example file: relative_position's shapes without its score_mod
 AUTOTUNE_SECONDS = 120  # one Flex max-autotune compile, forward and backward, measured at minutes per shape (#5)
 # An output or gradient passes when its error is within twice Flex's own on the same slice, or this small.
 ERROR_FLOOR = {"bf16": 2e-2, "fp16": 4e-3, "fp32": 1e-4}
@@ -56,14 +62,18 @@ def main() -> int:
     out_dir = Path(os.environ.get("OUT", "/tmp/ks-out"))
     (out_dir / "kernels").mkdir(parents=True, exist_ok=True)
     device = "cpu" if args.smoke else "cuda"
-    names = args.specs.split(",") if args.specs else (["causal", "softcap"] if args.smoke else AUTOTUNE_ORDER)
+    names = args.specs.split(",") if args.specs else (["causal", "softcap"] if args.smoke else
+                                                      AUTOTUNE_ORDER + [DENSE])
     print(f"torch {torch.__version__} triton {triton.__version__} "
           f"{torch.cuda.get_device_name() if device == 'cuda' else 'cpu (interpreter)'}", flush=True)
     configs = json.loads(Path(args.configs).read_text()) if args.configs else {}
     flex = {} if args.smoke else flex_functions(autotune=False)
     rows, modules, specs, cases = [], {}, {}, []
     for name in names:
-        spec = load_spec(EXAMPLES / f"{name}.py")
+        if name == DENSE:
+            spec = dataclasses.replace(load_spec(EXAMPLES / "relative_position.py"), name=DENSE, score_mod=None)
+        else:
+            spec = load_spec(EXAMPLES / f"{name}.py")
         if args.smoke:
             spec.shapes = spec.test_shapes
         if args.shapes:  # before tuning, which tunes every shape of the spec

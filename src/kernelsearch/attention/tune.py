@@ -7,11 +7,13 @@ from pathlib import Path
 from .spec import AttentionSpec
 
 # Forward (BLOCK_M, BLOCK_N, num_warps, num_stages): around the Triton tutorial's Hopper settings, plus larger
-# kv blocks for long rows. The issue #5 tuner's 8 configs lost 3-10 % to Flex's max-autotune; these 12 (each in
-# every way of LOADS the installed Triton has) take ~1 s each to build and time.
+# kv blocks for long rows. The issue #5 tuner's 8 configs lost 3-10 % to Flex's max-autotune; these 14 (each in
+# every way of LOADS the installed Triton has) take ~1 s each to build and time. The last two are for warp
+# specialization: on the H100 (2026-12-05, relative position S=4096 D=128) it took 128-row tiles at 4 warps from
+# 3.03 to 1.16 ms (128x128, 2 stages) and from 2.04 to 1.20 ms (128x64, 3 stages), against 1.15 ms for the best.
 FORWARD_CANDIDATES = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (128, 128, 8, 2), (128, 64, 8, 4),
                       (64, 64, 4, 3), (64, 128, 4, 3), (128, 32, 4, 3), (128, 128, 4, 2), (64, 64, 4, 4),
-                      (256, 64, 8, 2), (128, 128, 8, 4)]
+                      (256, 64, 8, 2), (128, 128, 8, 4), (128, 128, 4, 3), (128, 64, 4, 2)]
 # Backward (BLOCK_M1, BLOCK_N1, BLOCK_M2, BLOCK_N2, num_warps, num_stages): the dK/dV kernel holds a BLOCK_N1-key
 # tile of K, V, dK and dV (fp32), so its kv blocks are the large ones; dQ mirrors it. On the H100 (2026-12-05)
 # 3 stages beat 2 by 9-15 % and 4 warps on 128-key tiles ran 3x slower: the last five explore around the winners.
@@ -67,7 +69,10 @@ def _tune_shape(spec, module, shape, loads, backward, forward, backward_configs,
 
     forward[key] = _fastest(configs, forward_at, timings, key, progress)
     if forward[key]:  # then the winner on a persistent grid, timed again beside it
-        configs = [forward[key]] + [{**forward[key], "persistent": n} for n in PERSISTENT_PROGRAMS]
+        persistent = [{**forward[key], "persistent": n} for n in PERSISTENT_PROGRAMS]
+        if forward[key].get("ws"):  # Triton 3.6 built no warp-specialized loop inside the persistent one (H100,
+            persistent += [{**c, "ws": False} for c in persistent]  # 2026-12-05): also try it without
+        configs = [forward[key]] + persistent
         forward[key] = _fastest(configs, forward_at, timings, f"{key}-persistent", progress)
     if backward:
         configs = [{"BLOCK_M1": m1, "BLOCK_N1": n1, "BLOCK_M2": m2, "BLOCK_N2": n2, "num_warps": w,
