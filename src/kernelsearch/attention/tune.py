@@ -70,8 +70,8 @@ def _tune_shape(spec, module, shape, loads, backward, forward, backward_configs,
     forward[key] = _fastest(configs, forward_at, timings, key, progress)
     if forward[key]:  # then the winner on a persistent grid, timed again beside it
         persistent = [{**forward[key], "persistent": n} for n in PERSISTENT_PROGRAMS]
-        if forward[key].get("ws"):  # Triton 3.6 built no warp-specialized loop inside the persistent one (H100,
-            persistent += [{**c, "ws": False} for c in persistent]  # 2026-12-05): also try it without
+        if forward[key].get("ws"):  # Triton 3.6 built neither persistent grid of causal's warp-specialized
+            persistent += [{**c, "ws": False} for c in persistent]  # winner (H100, 2026-12-05): also without
         configs = [forward[key]] + persistent
         forward[key] = _fastest(configs, forward_at, timings, f"{key}-persistent", progress)
     if backward:
