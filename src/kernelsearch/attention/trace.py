@@ -52,6 +52,11 @@ def trace_mod(fn, kind: str, capture_names: dict[int, str]) -> TracedMod:
     return _Renderer(kind, graph_module, dict(zip([p.name for p in placeholders], names)), capture_names).run()
 
 
+def _int_constant(a) -> bool:
+    """An integer constant of the mod's code (True and False are bools, not integers)."""
+    return isinstance(a, int) and not isinstance(a, bool)
+
+
 class _Renderer:
     def __init__(self, kind, graph_module, placeholder_names, capture_names):
         self.mod, self.gm, self.capture_names = kind, graph_module, capture_names
@@ -114,7 +119,7 @@ class _Renderer:
         """An index-exact value in float32 (an integer constant as it is), or None."""
         if isinstance(a, torch.fx.Node):
             return self.exact.get(a.name)
-        return repr(a) if isinstance(a, int) and not isinstance(a, bool) else None
+        return repr(a) if _int_constant(a) else None
 
     def as_float(self, a) -> str:
         """An operand of float math: an index-exact int in its float form, anything else as it is."""
@@ -193,7 +198,7 @@ class _Renderer:
             a, b = self.arg(x), self.arg(y)
         exact = None
         fx, fy = self.float_form(x), self.float_form(y)
-        constant = any(isinstance(v, int) and not isinstance(v, bool) for v in (x, y))
+        constant = _int_constant(x) or _int_constant(y)
         if kind == "int" and fx and fy and (op in ("+", "-") or op == "*" and constant):
             exact = f"({fx}) {op} ({fy})"
         self.assign(node, f"({a}) {op} ({b})", f"({self.arg(x)}) {op} ({self.arg(y)})", args, kind, exact)
