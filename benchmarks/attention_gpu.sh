@@ -2,7 +2,8 @@
 # GPU job: for each attention example given (default: all), tune, verify at full size and bench against
 # FlexAttention and SDPA. Summaries land in $OUT/attn/*_summary.json; the log in $OUT/attention.log.
 #   usage (device tool, repository root): bash benchmarks/attention_gpu.sh [examples/attention/NAME.py ...]
-# Tuning one example (3 shapes, 39 forward and 33 backward configs each on Hopper) takes ~5 min: one per call.
+# Tuning one example (3 shapes; on Hopper 42 forward, 3-5 persistent and 33 backward configs each) takes ~5 min:
+# one per call.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 OUT="${OUT:-/tmp/ks-out}"
