@@ -85,6 +85,7 @@ def record(verdict, **fields) -> dict:
            "pytorch_ops": len(verdict.pytorch_ops), "step_s": verdict.step_s}
     if "candidate" in t:
         row["candidate_ms"] = t["candidate"]["median_ms"]
+        row["candidate_host_ms"] = t["candidate"].get("host_ms")
         for base in ("eager", "compile"):
             if isinstance(t.get(base), dict):
                 row[f"{base}_ms"] = t[base]["median_ms"]

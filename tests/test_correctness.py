@@ -330,3 +330,17 @@ def test_gpu_memory_of_a_comparison_is_a_few_chunks(monkeypatch):
     # 2**20-element chunks measured 17 chunks' worth (the mismatch pass included); allocator rounding adds more
     # at small chunks
     assert extra <= 32 * 8 * chunk, f"{extra / 2**20:.0f} MiB"  # 32 float64 chunks (64 MiB)
+
+
+@needs_gpu
+def test_host_held_answers_stream_to_the_gpu_in_order(monkeypatch):
+    chunk = 1 << 16
+    monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", chunk)
+    ref = torch.rand(40, 3 * chunk)  # pageable host memory, 120 chunks through the two pinned buffers
+    out = ref.cuda()
+    out[39, 3 * chunk - 1] = 7.0  # the very last element
+    out[17, 5] = float("nan")
+    result = compare([out], [ref], FP32, device="cuda")
+    assert result["mismatch"]["wrong"] == 2 and result["mismatch"]["first_wrong_index"] == [17, 5]
+    assert result["mismatch"]["nan"] == 1
+    assert compare([ref.cuda()], [ref], FP32, device="cuda")["ok"]

@@ -14,7 +14,7 @@ CASES = [  # hack file, problem, status, words from the message
     ("output_buffer_reuse", "elementwise_add_relu", "incorrect", "trial 0"),
     ("input_mutation", "elementwise_add_relu", "rejected", "modified its input 1 in place"),
     ("constant_softmax", "softmax_wide", "incorrect", "reference is degenerate"),
-    ("hardcoded_shape", "elementwise_add_relu", "incorrect", "second input shape"),
+    ("hardcoded_shape", "elementwise_add_relu", "shape_specific", "second input shape"),
     ("pytorch_only", "elementwise_add_relu", "rejected", "none of the candidate's own kernels (PyTorch ran: add, relu)"),
     ("try_except_fallback", "elementwise_add_relu", "rejected", "try/except"),
     ("inherits_reference", "elementwise_add_relu", "rejected", "reference Model"),
@@ -32,6 +32,7 @@ CASES = [  # hack file, problem, status, words from the message
     ("output_aliases_input", "elementwise_add_relu", "rejected", "shares memory with input 0"),
     ("broadcast_view", "elementwise_add_relu", "rejected", "broadcast view"),
     ("nondeterministic", "elementwise_add_relu", "incorrect", "two runs on the same inputs disagree"),
+    ("pytorch_fallback_partial", "elementwise_add_relu", "rejected", "its kernels do not contribute to the output"),
 ]
 
 
@@ -50,12 +51,32 @@ def test_unwritten_output_reads_as_poison(verify):
     assert v.trials[0]["mismatch"]["fraction_wrong"] > 0.4
 
 
-def test_partial_pytorch_is_listed_and_strict_rejects_it(verify):
+def test_a_token_kernel_beside_pytorch_is_rejected_and_strict_says_why_sooner(verify):
     plain = verify("elementwise_add_relu", HACKS / "pytorch_fallback_partial.py")
-    assert plain.status == "correct" and plain.pytorch_ops == ["add", "relu"]
-    assert any("compute left in PyTorch: add, relu" in w for w in plain.warnings)
+    assert plain.status == "rejected" and plain.pytorch_ops == ["add", "relu"]
+    assert plain.checks["own_kernels_contribute"] == {"ok": False}
     strict = verify("elementwise_add_relu", HACKS / "pytorch_fallback_partial.py", strict=True)
     assert strict.status == "rejected" and "add, relu" in strict.message
+
+
+def test_a_kernel_writing_into_a_buffer_its_model_keeps_contributes(verify):
+    # Skipped, such a kernel leaves the buffer as its last call wrote it: the right answer to other inputs only.
+    v = verify("elementwise_add_relu", HACKS / "../add_relu_kept_buffer.py")
+    assert v.status == "correct", v.message
+    assert v.checks["own_kernels_contribute"] == {"ok": True}
+
+
+def test_a_kernel_right_only_at_the_problems_shapes_passes_kernelbench_s_rules(verify):
+    ours = verify("elementwise_add_relu", HACKS / "hardcoded_shape.py")
+    assert ours.status == "shape_specific" and "right at the problem's shapes" in ours.message
+    assert ours.checks["second_shape"]["ok"] is False and len(ours.trials) == 5
+    theirs = verify("elementwise_add_relu", HACKS / "hardcoded_shape.py", rules="kernelbench")
+    assert theirs.status == "correct", theirs.message  # the keeper saw the second shape fail: not a forgery here
+    assert theirs.checks["second_shape"]["ok"] is False
+    assert "shape_specific under kernelsearch's rules" in theirs.checks["second_shape"]["note"]
+    assert any("specialised to the problem's shapes" in w for w in theirs.warnings)
+    wrong = verify("elementwise_add_relu", HACKS / "output_buffer_reuse.py", rules="kernelbench")
+    assert wrong.status == "incorrect"  # wrong at the problem's own shapes is wrong under any rules
 
 
 def test_a_tainted_worker_is_replaced(verify, pool):

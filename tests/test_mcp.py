@@ -99,7 +99,7 @@ def test_the_server_lists_six_tools_with_their_arguments(client):
     verify = tools["verify"].input_schema
     assert verify["required"] == ["problem", "candidate"]
     assert set(verify["properties"]) == {"problem", "candidate", "dtype", "set", "tolerance", "atol", "rtol", "timing",
-                                         "strict"}
+                                         "strict", "rules"}
     assert verify["properties"]["dtype"]["enum"] == ["fp32", "fp16", "bf16"]
     assert tools["problem_info"].input_schema["required"] == ["problem"]
     assert tools["list_problems"].input_schema["required"] == ["suite"]

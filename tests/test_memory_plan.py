@@ -7,7 +7,8 @@ import pytest
 from kernelsearch.problem import load_problem
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
 from kernelsearch.verify.errors import Outcome
-from kernelsearch.verify.memory import GiB, MAX_TIMING_SETS, VERIFIER_RESERVE, Footprint, plan_memory
+from kernelsearch.verify.memory import (GiB, MAX_TIMING_SETS, VERIFIER_RESERVE, Footprint, answers_fit_on_device,
+                                       one_trial, plan_memory)
 
 from .conftest import CANDIDATES, DEVICE, PROBLEMS
 
@@ -83,3 +84,19 @@ def test_answers_from_the_cache_keep_what_the_reference_does_to_its_inputs(verif
     assert again.status == "correct", again.message
     if DEVICE == "cpu":
         assert again.reference_calls == 0
+
+
+def test_answers_the_keeper_holds_on_the_device_count_in_the_plan():
+    # Right after the keeper's prepare it holds the first two trials' answers on the device: one is the trial's own
+    # (already in one_trial), the other is extra; they are usable memory, not gone.
+    plan = plan_memory(RELU, free_bytes=60 * GiB, keeper_holds=12 * GiB)
+    assert plan.usable == int(72 * GiB * 0.85)
+    with pytest.raises(Outcome):  # 2 x 6 in, 2 x 6 out, one more answer, the reserve: 31 GiB
+        plan_memory(RELU, free_bytes=int(31 * GiB / 0.85) - 12 * GiB - GiB, keeper_holds=12 * GiB)
+    assert plan_memory(RELU, free_bytes=int(31.1 * GiB / 0.85) - 12 * GiB, keeper_holds=12 * GiB)
+
+
+@pytest.mark.parametrize("free_gib, fits", [(78, True), (int(31 / 0.85) + 1, True), (int(31 / 0.85) - 1, False)])
+def test_answers_stay_on_the_device_where_one_trial_and_one_more_answer_fit(free_gib, fits):
+    assert answers_fit_on_device(RELU, free_gib * GiB) is fits
+    assert one_trial(RELU) + RELU.outputs == 31 * GiB

@@ -11,7 +11,7 @@ import pytest
 
 from kernelsearch.cli import main
 from kernelsearch.report.html import write_report
-from kernelsearch.report.metrics import load_results, summarize
+from kernelsearch.report.metrics import load_results, summarize, write_results
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.store import ELAPSED, RunStore
 from kernelsearch.verify import Verdict
@@ -69,7 +69,22 @@ def test_metrics_on_known_data(known_run):
     # first correct: A at 20 s, B at 30 s; first faster than eager: B at 30 s, A at 50 s (its 0.8x did not count)
     assert s["solve_curve"] == [(0.0, 0, 0), (20.0, 0.25, 0), (30.0, 0.5, 0.25), (50.0, 0.5, 0.5)]
     assert s["tokens"]["completion_tokens"] == 6000 and s["attempts"] == 6
+    assert (s["correct_kernelbench"], s["correctness_kernelbench"]) == (2, 0.5)  # no kernel fixed to its shapes
     assert s["cost_usd"] == pytest.approx((600 * 1.0 + 6000 * 2.0) / 1e6)
+
+
+def test_kernelbench_s_pass_rate_counts_kernels_right_at_the_problems_shapes_only(known_run):
+    record(known_run, "E", [(8, "shape_specific", None), (40, "incorrect", None)])
+    record(known_run, "F", [(12, "suspicious", 80.0)])
+    record(known_run, "G", [(12, "rejected", None)])
+    s = summarize(load_results(known_run))
+    assert (s["correct"], s["correct_kernelbench"]) == (2, 4)
+    assert s["correctness"] == pytest.approx(2 / 7) and s["correctness_kernelbench"] == pytest.approx(4 / 7)
+    assert s["fast_p"]["eager"]["1"] == pytest.approx(2 / 7)  # the suspicious 80x is not a speedup
+    write_results(known_run, load_results(known_run), s)
+    lines = (known_run / "results.csv").read_text().splitlines()
+    assert lines[0].startswith("problem,state,solved,solved_kernelbench,")
+    assert any(line.startswith("E,finished,0,1,") for line in lines)
 
 
 def test_untimed_runs_have_no_fast_p(tmp_path):

@@ -4,7 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernelsearch.verify.timing import roofline_floor_ms, speedup, work_of_call
+from kernelsearch.search.feedback import performance
+from kernelsearch.verify.errors import Outcome
+from kernelsearch.verify.measure import judge_floor
+from kernelsearch.verify.timing import Samples, narrow, peaks_of, roofline_floor_ms, speedup, summarize, work_of_call
+from kernelsearch.verify.verdict import Timing, Verdict
 
 
 @pytest.mark.parametrize("batch, n_in, n_out", [(1, 7, 3), (33, 17, 129)])
@@ -32,3 +36,76 @@ def test_a_speedup_comes_with_an_interval_around_it():
     noisy = [1.0 + 0.5 * (i % 2) for i in range(40)]  # a candidate whose times swing by half
     _, low_noisy, high_noisy = speedup(base, noisy)
     assert high_noisy - low_noisy > high - low
+
+
+def test_rounds_stop_once_the_median_is_known_within_one_percent():
+    steady = [0.050 + 0.0001 * (i % 5) for i in range(40)]
+    assert narrow(steady)
+    assert not narrow(steady[:9])  # too few calls to say
+    swinging = [0.026 + 0.047 * (i % 2) for i in range(400)]  # the 20th-80th percentile span seen in the issue
+    assert not narrow(swinging)
+
+
+def test_a_call_whose_launch_outlasts_its_gpu_work_is_launch_bound():
+    quick_kernel = summarize(Samples(gpu=[0.025] * 20, host=[0.045] * 20))
+    assert quick_kernel["median_ms"] == pytest.approx(0.025) and quick_kernel["host_ms"] == pytest.approx(0.045)
+    assert quick_kernel["launch_bound"]
+    assert not summarize(Samples(gpu=[1.2] * 20, host=[0.04] * 20))["launch_bound"]
+    timing = {"candidate": quick_kernel, "eager": summarize(Samples(gpu=[0.05] * 20, host=[0.01] * 20)),
+              "speedup_vs_eager": 2.0}
+    timed = Timing.of(timing)
+    assert timed.launch_bound() and not timed.launch_bound("eager")
+    assert "launch-bound: the host takes 0.045 ms" in timed.describe()
+    assert Timing.of({"candidate": {"median_ms": 0.025}}).launch_bound() is False  # verdicts from before
+
+
+def test_the_search_reads_a_measured_launch_bound_as_the_bound():
+    verdict = Verdict(status="correct", message="", device="NVIDIA H100 80GB HBM3", kernel_launches=1,
+                      timing={"candidate": summarize(Samples(gpu=[0.025] * 20, host=[0.045] * 20)),
+                              "eager": summarize(Samples(gpu=[0.05] * 20, host=[0.01] * 20)),
+                              "speedup_vs_eager": 2.0})
+    found = performance(verdict, "fp32")
+    assert found.bound == "launch"
+    assert any("0.045 ms to launch one call" in line for line in found.lines)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_slow_launch_is_timed_apart_from_the_gpu_work_it_launches():
+    from kernelsearch.verify.timing import time_interleaved
+    import time as clock
+
+    torch.cuda._sleep(1000)
+    x = torch.rand(1 << 20, device="cuda")
+
+    def slow_to_launch(v):  # 2 ms of host work, then a kernel of a few microseconds
+        clock.sleep(0.002)
+        return v * 2
+
+    samples = time_interleaved({"candidate": slow_to_launch, "eager": lambda v: v * 2}, [[x]], budget_s=0.5)
+    slow, quick = summarize(samples["candidate"]), summarize(samples["eager"])
+    assert slow["launch_bound"] and slow["host_ms"] > 1.9
+    assert slow["median_ms"] < 0.5, slow  # the GPU's time, not the host's 2 ms
+    assert slow["median_ms"] == pytest.approx(quick["median_ms"], rel=0.5, abs=0.01)
+
+
+def test_a_device_the_table_lacks_gets_its_floor_from_its_measured_peaks():
+    measured = {"bandwidth": 1e12, "flops": 100e12}  # a stand-in device profile
+    assert roofline_floor_ms(0, 1.1e9, "fp32", "Some Future GPU", measured) == pytest.approx(1.0)
+    assert roofline_floor_ms(110e9, 0, "bf16", "Some Future GPU", measured) == pytest.approx(1.0)
+    # a listed device keeps its datasheet peaks where they are higher than it measured, and the measured elsewhere
+    h100 = peaks_of("NVIDIA H100 80GB HBM3", {"bandwidth": 3.2e12, "flops": 1000e12})
+    assert h100["bandwidth"] == pytest.approx(3.52e12) and h100["fp32"] == pytest.approx(1100e12)
+    assert peaks_of("NVIDIA H100 80GB HBM3", {"bandwidth": 1e12, "flops": 1e12})["bf16"] == 989e12
+
+
+def test_a_time_under_the_floor_is_suspicious_and_above_it_only_noted():
+    measured = {"bandwidth": 1e12, "flops": 100e12}
+    fast = Verdict(status="correct", message="", device="Some Future GPU", timing={"candidate": {"median_ms": 0.5}})
+    with pytest.raises(Outcome) as caught:
+        judge_floor(fast, "fp32", flops=0.0, bytes_moved=int(1.1e9), measured=measured)
+    assert caught.value.status == "suspicious" and "under the 1 ms this GPU needs" in caught.value.message
+    slow = Verdict(status="correct", message="", device="Some Future GPU", timing={"candidate": {"median_ms": 2.0}})
+    judge_floor(slow, "fp32", flops=0.0, bytes_moved=int(1.1e9), measured=measured)
+    assert slow.checks["roofline"]["floor_ms"] == pytest.approx(1.0) and "50.0% of the roofline" in \
+        slow.checks["roofline"]["note"]
+    judge_floor(slow, "fp32", flops=0.0, bytes_moved=int(1.1e9), measured=None)  # no peaks known: nothing to say

@@ -155,9 +155,9 @@ def test_solve_verifies_and_prompts_under_its_tolerance_and_saves_it(tmp_path):
 
 
 def test_runs_saved_before_the_setting_keep_the_default(tmp_path):
-    from kernelsearch.search.bench import tolerance_of
+    from kernelsearch.search.bench import judging_of
     from kernelsearch.search.solve import SolveConfig
 
-    assert tolerance_of({}) == {"tolerance": "kernelbench", "atol": None, "rtol": None}
+    assert judging_of({}) == {"rules": "kernelsearch", "tolerance": "kernelbench", "atol": None, "rtol": None}
     assert SolveConfig(**{"budget_s": 60.0}).resolved_tolerance() == resolve_tolerance("kernelbench", "fp32")
     assert set(PROFILES) == {"kernelbench", "kernelbench-v0"}

@@ -124,6 +124,16 @@ def test_cli_json_verdict_and_exit_codes(tmp_path):
     assert bad.stdout.startswith("incorrect") or bad.stdout.startswith("runtime_error")
 
 
+def test_cli_a_kernel_fixed_to_the_problems_shapes_exits_1_and_0_under_kernelbench_s_rules():
+    args = ["verify", str(PROBLEMS / "elementwise_add_relu.py"), str(CANDIDATES / "hacks" / "hardcoded_shape.py"),
+            "--trials", "2", "--device", "cpu"]
+    ours = run_cli(*args)
+    assert ours.returncode == 1 and ours.stdout.startswith("shape_specific"), ours.stdout + ours.stderr
+    theirs = run_cli(*args, "--rules", "kernelbench")
+    assert theirs.returncode == 0 and theirs.stdout.startswith("correct"), theirs.stdout + theirs.stderr
+    assert "specialised to the problem's shapes" in theirs.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["verify", "absent.py", "x.py"], "problem file not found"),
     (["verify", str(PROBLEMS / "softmax.py"), "absent.py"], "candidate file not found"),
@@ -195,6 +205,7 @@ def test_the_same_limit_is_refused_the_same_way_everywhere(args, option):
     ("search", "target_speedup = -1.5", "[search] target_speedup: must be positive, got -1.5"),
     ("search", 'lanes = "four"', "[search] lanes: must be an integer, got 'four'"),
     ("search", "strict = 1", "[search] strict: must be true or false, got 1"),
+    ("search", 'rules = "loose"', "[search] rules: must be one of kernelsearch, kernelbench, got 'loose'"),
     ("model", 'temperature = "warm"', "[model] temperature: must be a number, got 'warm'"),
 ])
 def test_a_config_files_settings_are_held_to_the_flags_limits(tmp_path, command, table, line, said):

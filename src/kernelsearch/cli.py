@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     verify.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     verify.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     add_tolerance_options(verify, from_config=False)
+    add_rules_option(verify, from_config=False)
     add_ray_option(verify)
     verify.add_argument("--trials", type=at_least_one, default=5, help="trials with fresh inputs")
     verify.add_argument("--seed", type=int, default=42, help="seed of the parameters and of trial 0's inputs")
@@ -174,6 +175,7 @@ def add_search_options(p) -> None:
     p.add_argument("--language", choices=["triton", "cuda"])
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"])
     add_tolerance_options(p, from_config=True)
+    add_rules_option(p, from_config=True)
     p.add_argument("--device", choices=["auto", "cuda", "cpu"])
     p.add_argument("--strict", action="store_true", default=None, help="reject kernels that keep compute in PyTorch")
     p.add_argument("--max-attempts", type=at_least_one, help="stop after this many model attempts")
@@ -211,6 +213,16 @@ def add_ray_option(p) -> None:
     p.add_argument("--ray", metavar="local|auto|ADDRESS", help="verify on a Ray cluster, one worker per GPU of "
                    "every node: local starts one on this machine, auto joins the one RAY_ADDRESS names or that runs "
                    "here, else HOST:PORT; needs pip install 'kernelsearch[ray]' (default: this machine's workers)")
+
+
+def add_rules_option(p, from_config: bool) -> None:
+    """--rules: ours, or KernelBench's (for solve and bench None unless given, as --tolerance)."""
+    from .verify.verdict import RULES
+
+    p.add_argument("--rules", choices=RULES, default=None if from_config else RULES[0],
+                   help="kernelbench: judge as KernelBench's harness does, at the problem's shapes only (a kernel "
+                   "wrong only at the second shape, shape_specific under kernelsearch's rules, is correct; its "
+                   f"tolerance is the default profile's) (default {RULES[0]})")
 
 
 def add_tolerance_options(p, from_config: bool) -> None:

@@ -44,8 +44,8 @@ def run_verify(args) -> int:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     request = make_request(problem, source, candidate.stem, dtype=args.dtype, trials=args.trials, seed=args.seed,
-                           timing=not args.no_timing, strict=args.strict, tolerance=args.tolerance, atol=args.atol,
-                           rtol=args.rtol)
+                           timing=not args.no_timing, strict=args.strict, rules=args.rules, tolerance=args.tolerance,
+                           atol=args.atol, rtol=args.rtol)
     config = PoolConfig(device=args.device, compile_timeout_s=args.compile_timeout, run_timeout_s=args.run_timeout)
     try:
         with open_pool(config, args.ray) as pool:

@@ -10,6 +10,7 @@ from .limits import count_problem, positive_problem
 from .llm.client import ModelConfig
 from .search.solve import SolveConfig
 from .verify.tolerance import ToleranceError, check_settings
+from .verify.verdict import RULES
 
 # The settings held to a rule of limits.py, whether a flag or the --config file gives them (ModelConfig's and
 # SolveConfig's fields by name).
@@ -85,6 +86,9 @@ def build_from(table: dict, config_file: str | None, model_flags: dict,
         check_settings(search.tolerance, search.atol, search.rtol)
     except ToleranceError as e:
         raise ConfigError(str(e)) from None
+    if search.rules not in RULES:
+        raise ConfigError(f"{_naming(config_file, 'search', table.get('search', {}))('rules')}: must be one of "
+                          f"{', '.join(RULES)}, got {search.rules!r}")
     return model, search
 
 

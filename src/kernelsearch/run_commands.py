@@ -22,6 +22,7 @@ def finish_bench(run_dir: Path, context: dict, prices) -> int:
     report = write_report_or_say(run_dir, results, context, prices)
     fast = summary["fast_p"]["eager"]["1"]
     print(f"{summary['correct']}/{summary['problems']} problems correct"
+          + f" ({summary['correct_kernelbench']} as KernelBench judges, at the problems' shapes only)"
           + (f"; fast_1 vs eager {fast:.0%}" if fast is not None else "; not timed (no GPU)")
           + f"\nresults: {run.results}, {run.summary}"
           + (f"\nreport: {report}" if report else ""))

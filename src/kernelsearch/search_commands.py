@@ -13,7 +13,8 @@ def _only_budget_on_resume(args) -> None:
     """A resumed run keeps the settings it was started with; silently ignoring a flag would mislead."""
     from .config import ConfigError
 
-    fixed = ["problem", "suite", "lanes", "language", "dtype", "tolerance", "atol", "rtol", "strict", "max_attempts",
+    fixed = ["problem", "suite", "lanes", "language", "dtype", "rules", "tolerance", "atol", "rtol", "strict",
+             "max_attempts",
              "max_tokens", "target_speedup", "endpoint", "model", "base_url", "api_key_env", "config", "overrides",
              "out", "shrink"]
     given = [name for name in fixed if getattr(args, name, None) not in (None, [])]
@@ -44,8 +45,9 @@ def search_configs(args):
     model_flags = {"endpoint": args.endpoint, "model": args.model, "base_url": args.base_url,
                    "api_key_env": args.api_key_env}
     search_flags = {"budget_s": parse_duration(args.budget) if args.budget else None, "lanes": args.lanes,
-                    "language": args.language, "dtype": args.dtype, "tolerance": args.tolerance, "atol": args.atol,
-                    "rtol": args.rtol, "device": args.device, "strict": args.strict,
+                    "language": args.language, "dtype": args.dtype, "rules": args.rules,
+                    "tolerance": args.tolerance, "atol": args.atol, "rtol": args.rtol, "device": args.device,
+                    "strict": args.strict,
                     "max_attempts": args.max_attempts, "max_tokens": args.max_tokens,
                     "target_speedup": args.target_speedup, "shrink": args.shrink}
     table = read_table(args.config)
@@ -126,6 +128,7 @@ def run_solve(args) -> int:
     from .shrink import fit_interpreter
     from .store import StoreError
     from .verify import PoolConfig
+    from .verify.gpu_share import WORKERS_PER_GPU
 
     run, made_here, spec, seed = None, False, None, None
     try:
@@ -165,7 +168,8 @@ def run_solve(args) -> int:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
-    config = PoolConfig(device=device, compile_timeout_s=search.compile_timeout_s, run_timeout_s=search.run_timeout_s)
+    config = PoolConfig(device=device, compile_timeout_s=search.compile_timeout_s, run_timeout_s=search.run_timeout_s,
+                        workers_per_gpu=WORKERS_PER_GPU)
     async def work(pool, display):
         result = await solve(problem, search, client, pool, run_dir, display, variant_names=settings.variants(),
                              seed=seed)
@@ -194,13 +198,14 @@ def run_bench(args) -> int:
     from .config import ConfigError, parse_prices
     from .llm.client import LLMError, ModelConfig
     from .problem import ProblemError
-    from .search.bench import load_bench, replay, run_bench as bench_loop, save_bench, tolerance_of
+    from .search.bench import load_bench, replay, run_bench as bench_loop, save_bench, judging_of
     from .search.run_dir import RunDir
-    from .search.solve import TOLERANCE_FIELDS, SolveConfig
+    from .search.solve import JUDGING_FIELDS, SolveConfig
     from .store import StoreError
     from .suites import load_suite
     from .scale import describe_backend, open_pool
     from .verify import PoolConfig, resolve_device
+    from .verify.gpu_share import WORKERS_PER_GPU
     from .verify.tolerance import check_settings, describe_settings
 
     made_here = False  # a new bench directory that this command creates
@@ -214,19 +219,19 @@ def run_bench(args) -> int:
             if not RunDir(source).problems.is_dir():
                 raise ConfigError(f"{source} holds no bench run to replay (no {RunDir(source).problems.name}/)")
             run_dir = Path(args.out or f"{source.as_posix().rstrip('/')}-replay-{time.strftime('%Y%m%d-%H%M%S')}")
-            # the tolerance the run was searched under, unless --tolerance/--atol/--rtol say otherwise
-            given = {k: getattr(args, k) for k in TOLERANCE_FIELDS if getattr(args, k) is not None}
+            # the rules and tolerance the run was searched under, unless --rules/--tolerance/--atol/--rtol say
+            given = {k: getattr(args, k) for k in JUDGING_FIELDS if getattr(args, k) is not None}
             saved = load_bench(source)["search"] if RunDir(source).bench.is_file() else {}
-            tolerance = {**tolerance_of(saved), **given}
-            check_settings(tolerance["tolerance"], tolerance["atol"], tolerance["rtol"])
+            judging = {**judging_of(saved), **given}
+            check_settings(judging["tolerance"], judging["atol"], judging["rtol"])
             device = resolve_device(args.device or "auto") if not args.ray else _cluster_device(args.ray, args.device)
             with open_pool(PoolConfig(device=device, gpus=gpus), args.ray) as pool:
-                replay(source, run_dir, pool, progress=lambda line: print(line, flush=True), tolerance=given)
+                replay(source, run_dir, pool, progress=lambda line: print(line, flush=True), judging=given)
                 context = {"replay of": str(source), "device": pool.info.get("device_name", device),
                            "verifier": describe_backend(pool),
                            "torch": pool.info.get("torch", ""), "triton": pool.info.get("triton", ""),
-                           "tolerance": describe_settings(tolerance["tolerance"], tolerance["atol"],
-                                                          tolerance["rtol"])}
+                           "rules": judging["rules"],
+                           "tolerance": describe_settings(judging["tolerance"], judging["atol"], judging["rtol"])}
             return finish_bench(run_dir, context, prices)
         if args.resume:
             _only_budget_on_resume(args)
@@ -264,8 +269,8 @@ def run_bench(args) -> int:
         outcomes = await bench_loop(problems, search, client, pool, run_dir, display, concurrent)
         return outcomes, pool.info.get("device_name", device), describe_backend(pool)
 
-    config = PoolConfig(device=device, gpus=gpus, compile_timeout_s=search.compile_timeout_s,
-                        run_timeout_s=search.run_timeout_s)
+    config = PoolConfig(device=device, gpus=gpus, workers_per_gpu=WORKERS_PER_GPU,
+                        compile_timeout_s=search.compile_timeout_s, run_timeout_s=search.run_timeout_s)
     result, failed = _search(client, config, run_dir, work, made_here=made_here, ray=args.ray)
     if failed is not None:
         return failed
@@ -274,6 +279,6 @@ def run_bench(args) -> int:
         print(f"{key}: {outcome}")
     context = {"suite": suite.get("name"), "device": device_name, "verifier": verifier, "model": client.config.model,
                "endpoint": client.config.base_url, "budget per problem": f"{search.budget_s:g} s",
-               "lanes": search.lanes, "language": search.language,
+               "lanes": search.lanes, "language": search.language, "rules": search.rules,
                "tolerance": describe_settings(search.tolerance, search.atol, search.rtol)}
     return finish_bench(run_dir, context, prices)

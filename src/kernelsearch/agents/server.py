@@ -22,6 +22,7 @@ from ..attention.trace import TraceError
 from ..problem import ProblemError
 from ..verify.devices import DeviceError
 from ..verify.tolerance import DEFAULT_PROFILE, DTYPES, PROFILES, ToleranceError
+from ..verify.verdict import RULES
 from .arguments import ArgumentError
 from .probe_runner import ProbeFailed
 from .tools import Answer, Tools
@@ -95,9 +96,13 @@ def build_server(settings: ServerSettings) -> MCPServer:
                      rtol: Annotated[float | None, Field(description="relative tolerance in place of the "
                                                                      "profile's")] = None,
                      timing: Annotated[bool, Field(description="time it on a GPU (no effect on the CPU)")] = True,
-                     strict: Annotated[bool, Field(description="reject compute left in PyTorch")] = False) -> Result:
+                     strict: Annotated[bool, Field(description="reject compute left in PyTorch")] = False,
+                     rules: Annotated[str, Field(description="kernelbench: judged at the problem's shapes only, as "
+                                                             "KernelBench's harness does (a kernel wrong only at the "
+                                                             "second shape is correct there, shape_specific here)")]
+                     = RULES[0]) -> Result:
         return await call("verify", lambda t: t.verify(problem, candidate, dtype, set, tolerance, atol, rtol, timing,
-                                                       strict))
+                                                       strict, rules))
 
     @server.tool(description="Describe a problem: input and output shapes, FLOPs and bytes per call, the "
                              "reference's time on this server's device, and the size constants `set` may change "

@@ -15,6 +15,7 @@ import anyio
 from ..verify import PoolConfig, Verdict, VerifyRequest, WorkerPool, make_request
 from ..verify.static_checks import check_source
 from ..verify.tolerance import DEFAULT_PROFILE, DTYPES, check_settings
+from ..verify.verdict import RULES
 from ..verify.verdict import Status, format_verdict
 from .arguments import ArgumentError, file_argument_path, load_problem_argument, read_file_argument
 from .gpu_turns import GpuTurns
@@ -50,13 +51,15 @@ class Tools:
     # ---- the tools -----------------------------------------------------------------------------------------
     async def verify(self, problem: str, candidate: str, dtype: str = "fp32", sizes: dict | None = None,
                      tolerance: str = DEFAULT_PROFILE, atol: float | None = None, rtol: float | None = None,
-                     timing: bool = True, strict: bool = False) -> Answer:
+                     timing: bool = True, strict: bool = False, rules: str = RULES[0]) -> Answer:
         check_dtype(dtype)
         check_settings(tolerance, atol, rtol)
+        if rules not in RULES:
+            raise ArgumentError(f"rules must be one of {', '.join(RULES)}, got {rules!r}")
         loaded = await in_thread(load_problem_argument, problem, sizes, self.root)
         name, source = await in_thread(read_file_argument, candidate, "candidate")
-        request = make_request(loaded, source, name, dtype=dtype, timing=timing, strict=strict, tolerance=tolerance,
-                               atol=atol, rtol=rtol)
+        request = make_request(loaded, source, name, dtype=dtype, timing=timing, strict=strict, rules=rules,
+                               tolerance=tolerance, atol=atol, rtol=rtol)
         return verdict_answer(await self.verdict(request))
 
     async def problem_info(self, problem: str, sizes: dict | None = None) -> Answer:

@@ -14,7 +14,8 @@ from .metrics import BASELINES, P_VALUES, ProblemResult, summarize
 STATUS_COLORS = {Status.CORRECT: "#2e7d32", Status.INCORRECT: "#c62828", Status.COMPILE_ERROR: "#ef6c00",
                  Status.RUNTIME_ERROR: "#ad1457", Status.TIMEOUT: "#6a1b9a", Status.REJECTED: "#37474f",
                  Status.NO_CODE: "#90a4ae", Status.LLM_ERROR: "#bdbdbd", Status.COMPILED: "#1565c0",
-                 Status.PROBLEM_ERROR: "#795548", Status.DUPLICATE: "#cfd8dc"}
+                 Status.PROBLEM_ERROR: "#795548", Status.DUPLICATE: "#cfd8dc", Status.SHAPE_SPECIFIC: "#9e9d24",
+                 Status.SUSPICIOUS: "#f9a825"}
 STATUS_ORDER = list(STATUS_COLORS)
 
 
@@ -131,6 +132,8 @@ def render(results: list[ProblemResult], title: str, context: dict,
     budget = max([r.budget_s or 0 for r in results], default=0) or None
     rows = [("problems", summary["problems"]),
             ("correct", f"{summary['correct']} ({_fmt(summary['correctness'], '%')})"),
+            ("correct as KernelBench judges (its shapes only)",
+             f"{summary['correct_kernelbench']} ({_fmt(summary['correctness_kernelbench'], '%')})"),
             ("attempts", summary["attempts"])]
     rows += [(f"{k.replace('_', ' ')}", f"{v:,}") for k, v in summary["tokens"].items()]
     if summary["cost_usd"] is not None:

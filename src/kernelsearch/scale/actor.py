@@ -22,8 +22,9 @@ class VerifierActor:
             # worker's CUDA_VISIBLE_DEVICES to the GPU number it was given, 0, which would be the machine's first
             # GPU. extra_env is applied after, so the worker keeps Ray's choice.
             extra_env["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        local = replace(config, gpus=[0] if config.device == "cuda" else None, cpu_workers=1, workdir=None,
-                        extra_env=extra_env)
+        # one worker: the driver sends an actor one job at a time (two on a GPU would be two actors of half a GPU)
+        local = replace(config, gpus=[0] if config.device == "cuda" else None, cpu_workers=1, workers_per_gpu=1,
+                        workdir=None, extra_env=extra_env)
         self.pool = WorkerPool(local)
         self.running: Future | None = None
 

@@ -16,7 +16,7 @@ from ..verify import WorkerPool, make_request
 from ..verify.verdict import Status, Timing
 from .display import Display
 from .run_dir import RunDir
-from .solve import TOLERANCE_FIELDS, SolveConfig, solve
+from .solve import JUDGING_FIELDS, SolveConfig, solve
 
 
 def save_bench(run_dir: Path, problems: list[SuiteProblem], suite: dict, search: SolveConfig, model) -> None:
@@ -105,10 +105,10 @@ def _failed(out: Path, message: str, detail: str = "") -> str:
 
 
 def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, seed: int = 4242,
-           progress=print, tolerance: dict | None = None) -> dict[str, dict]:
+           progress=print, judging: dict | None = None) -> dict[str, dict]:
     """Re-verify an earlier run's best kernels on this machine (no model calls): each problem's verdict goes to
-    `replay.json` beside a copy of its problem and kernel. `tolerance` ({tolerance, atol, rtol}) replaces the
-    tolerance the run was searched under."""
+    `replay.json` beside a copy of its problem and kernel. `judging` (of {rules, tolerance, atol, rtol}) replaces
+    the settings the run was searched under."""
     verdicts = {}
     found_under = _search_settings(source_run)
     for searched in RunDir(source_run).problem_dirs():
@@ -124,7 +124,7 @@ def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, s
             verdicts[key] = {"status": "no_kernel", "message": "the run found no correct kernel"}
         else:
             shutil.copyfile(searched.best, out.best)
-            settings = {**found_under.get(key, {}), **(tolerance or {})}
+            settings = {**found_under.get(key, {}), **(judging or {})}
             try:
                 problem = load_problem(out.problem_file)
             except ProblemError as e:
@@ -135,7 +135,7 @@ def replay(source_run: Path, out_run: Path, pool: WorkerPool, trials: int = 5, s
                 request = make_request(problem, out.best.read_text(), "best", variant,
                                        dtype=settings.get("dtype", "fp32"), trials=trials, seed=seed, timing=True,
                                        strict=settings.get("strict", False),
-                                       **{k: settings[k] for k in TOLERANCE_FIELDS if k in settings})
+                                       **{k: settings[k] for k in JUDGING_FIELDS if k in settings})
                 verdicts[key] = pool.verify(request).to_json()
         out.replay.write_text(json.dumps(verdicts[key], indent=2) + "\n")
         progress(f"{key}: {verdicts[key]['status']}" + _speed(verdicts[key]))
@@ -149,15 +149,15 @@ def _search_settings(run: Path) -> dict[str, dict]:
         return {}
     saved = load_bench(run)
     search = saved["search"]
-    tolerance = tolerance_of(search)
+    judging = judging_of(search)
     return {p.key: {"dtype": p.dtype or search["dtype"], "strict": search["strict"],
-                    "variant_names": p.variant_names, **tolerance} for p in saved["problems"]}
+                    "variant_names": p.variant_names, **judging} for p in saved["problems"]}
 
 
-def tolerance_of(search: dict) -> dict:
-    """The tolerance settings ({tolerance, atol, rtol}) of a saved search configuration (the defaults for runs
-    saved before there were any)."""
-    defaults = {f.name: f.default for f in fields(SolveConfig) if f.name in TOLERANCE_FIELDS}
+def judging_of(search: dict) -> dict:
+    """The settings a kernel was judged under ({rules, tolerance, atol, rtol}) in a saved search configuration (the
+    defaults for runs saved before there were any)."""
+    defaults = {f.name: f.default for f in fields(SolveConfig) if f.name in JUDGING_FIELDS}
     return {name: search.get(name, default) for name, default in defaults.items()}
 
 

@@ -58,8 +58,12 @@ def performance(verdict: Verdict | None, dtype: str) -> Performance | None:
     launches = _launches(verdict)
     lines.extend(_kernel_lines(verdict, timing, launches))
     bound = None
-    if launches > 1 and launches * LAUNCH_MS >= LAUNCH_SHARE * median:
+    if timed.launch_bound():
+        lines.append(f"the host takes {timed.host_ms['candidate']:.3g} ms to launch one call, longer than its "
+                     f"{median:.3g} ms on the GPU: called in a loop it runs at the host's pace")
         bound = "launch"
+    elif "candidate" not in timed.host_ms and launches > 1 and launches * LAUNCH_MS >= LAUNCH_SHARE * median:
+        bound = "launch"  # a verdict from before launch times were measured
     elif memory_ms is not None:
         bound = "memory" if memory_ms >= compute_ms else "compute"
     if bound:

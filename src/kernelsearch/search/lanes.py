@@ -262,7 +262,7 @@ class Search:
         self.display.verifying(self.name, lane.index, step)
         request = make_request(self.problem, code, f"attempt{attempt_id}", self.variant_names,
                                dtype=cfg.dtype, trials=cfg.trials, seed=cfg.seed, timing=True, strict=cfg.strict,
-                               **cfg.tolerance_settings())
+                               **cfg.judging())
         verifying = asyncio.ensure_future(asyncio.wrap_future(self.pool.submit(request)))
         self.verdicts[key] = (attempt_id, verifying)  # a lane that answers the same code meanwhile waits for it
         verdict = await verifying

@@ -39,7 +39,7 @@ def targets(run: RunDir, sizes: str = "original") -> list[Target]:
         overrides = settings.searched_overrides() if sizes == "searched" else {}
         problem = load_problem(settings.problem, overrides)
         s = settings.search
-        options = {"dtype": s.dtype, "strict": s.strict, "trials": s.trials, **s.tolerance_settings()}
+        options = {"dtype": s.dtype, "strict": s.strict, "trials": s.trials, **s.judging()}
         return [Target(run, problem.name, problem, options, settings.variants(), s.seed)]
     from .bench import _search_settings, load_bench
 

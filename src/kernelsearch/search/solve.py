@@ -10,13 +10,15 @@ from ..problem import Problem
 from ..store import ELAPSED
 from ..verify import Verdict, WorkerPool, make_request
 from ..verify.tolerance import DEFAULT_PROFILE, Tolerance, resolve_tolerance
+from ..verify.verdict import RULES
 from .archive import Entry
 from .display import Display
 from .lanes import Search
 from .run_dir import RunDir, best_header
 from .seed import Seed
 
-TOLERANCE_FIELDS = ("tolerance", "atol", "rtol")  # SolveConfig's and VerifyRequest's names for the same settings
+# The settings a kernel is judged under: SolveConfig's and VerifyRequest's names for them
+JUDGING_FIELDS = ("rules", "tolerance", "atol", "rtol")
 
 
 @dataclass
@@ -25,6 +27,7 @@ class SolveConfig:
     lanes: int = 4
     language: str = "triton"  # triton | cuda
     dtype: str = "fp32"
+    rules: str = RULES[0]  # kernelsearch | kernelbench: judged as KernelBench does (verdict.KERNELBENCH_PASSING)
     tolerance: str = DEFAULT_PROFILE  # verify.tolerance's profile; atol/rtol, when set, replace its values
     atol: float | None = None
     rtol: float | None = None
@@ -40,9 +43,9 @@ class SolveConfig:
     run_timeout_s: float = 120.0
     shrink: str = "off"  # off | auto: scale a problem too large for the CPU interpreter down until it fits (shrink.py)
 
-    def tolerance_settings(self) -> dict:
-        """tolerance, atol and rtol, as VerifyRequest takes them."""
-        return {name: getattr(self, name) for name in TOLERANCE_FIELDS}
+    def judging(self) -> dict:
+        """rules, tolerance, atol and rtol, as VerifyRequest takes them."""
+        return {name: getattr(self, name) for name in JUDGING_FIELDS}
 
     def resolved_tolerance(self) -> Tolerance:
         return resolve_tolerance(self.tolerance, self.dtype, self.atol, self.rtol)
@@ -84,7 +87,7 @@ async def cold_check(search: Search) -> tuple[Entry | None, Verdict | None]:
     for entry in search.archive.ranked()[:3]:
         request = make_request(search.problem, entry.code, f"attempt{entry.attempt_id}", search.variant_names,
                                dtype=cfg.dtype, trials=cfg.trials, seed=cfg.seed + 1000, timing=True,
-                               strict=cfg.strict, fresh_worker=True, **cfg.tolerance_settings())
+                               strict=cfg.strict, fresh_worker=True, **cfg.judging())
         verdict = await asyncio.wrap_future(search.pool.submit(request))
         search.store.set_meta(f"cold_check_{entry.attempt_id}", verdict.to_json())
         if verdict.ok:

@@ -54,11 +54,12 @@ class Policy:
     report_fd: int | None = None  # refusals also go out on this descriptor as {"event": "refused", ...} lines
 
 
-def worker_policy(worker_dir, device: str, report_fd: int | None = None) -> Policy:
+def worker_policy(worker_dir, device: str, report_fd: int | None = None, more_reads: tuple[str, ...] = ()) -> Policy:
     """The policy of a verifier worker. On a CUDA worker reads outside the roots are noted, not refused (nobody
     has yet listed every file Triton 3.6 and torch's CUDA paths open from Python; writes and processes stay
     refused), and ctypes is refused only from the candidate's code (Triton's driver and torch.cuda call libcuda
-    and NVML through ctypes; a CUDA candidate is native code anyway)."""
+    and NVML through ctypes; a CUDA candidate is native code anyway). `more_reads`: directories also readable
+    (the pool's build cache)."""
     worker = os.path.realpath(worker_dir)
     python = [sys.prefix, sys.base_prefix, sys.exec_prefix]
     imports = [os.path.abspath(p or os.getcwd()) for p in sys.path]
@@ -66,7 +67,7 @@ def worker_policy(worker_dir, device: str, report_fd: int | None = None) -> Poli
     own_proc = [f"/proc/{os.getpid()}", "/proc/self", "/proc/thread-self"]
     return Policy(
         worker_dir=worker,
-        read_roots=_real_dirs([worker, *python, *imports, *cuda, *SYSTEM_READ_ROOTS, *own_proc]),
+        read_roots=_real_dirs([worker, *python, *imports, *cuda, *SYSTEM_READ_ROOTS, *own_proc, *more_reads]),
         read_files=tuple(sorted({os.path.realpath(f) for f in SYSTEM_READ_FILES})),
         exec_roots=_real_dirs([*SYSTEM_EXEC_ROOTS, *python, *cuda]),
         log_reads_outside=device == "cuda", ctypes_anywhere=device != "cuda", report_fd=report_fd)

@@ -143,8 +143,11 @@ def _clone(values: list) -> list:
 
 def same_values(a, b) -> bool:
     """Equal shape, dtype and values (NaN equal to NaN), compared in slices so no full-size temporary is made."""
+    import torch
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
+    if torch.equal(a, b):  # one pass, one sync (6 GiB inputs took ~0.3 s a call in slices); NaN falls through
+        return True
     if a.numel() <= EQUAL_CHUNK or not (a.is_contiguous() and b.is_contiguous()):
         return _equal(a, b)
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)

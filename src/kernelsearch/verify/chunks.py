@@ -42,11 +42,50 @@ def blocks(shape: tuple[int, ...]):
 
 def pairs(out: torch.Tensor, ref: torch.Tensor):
     """(flat offset, output chunk, reference chunk) as flat tensors of their own dtype, the reference chunk moved
-    to the output's device (a reference may wait in host memory while outputs are on the GPU)."""
+    to the output's device (a reference may wait in host memory while outputs are on the GPU: then its chunks come
+    over through pinned buffers, the next one's copy overlapping this one's comparison)."""
+    if out.device.type == "cuda" and ref.device.type == "cpu":
+        yield from _staged_pairs(out, ref)
+        return
     for offset, index in blocks(tuple(out.shape)):
         o = out[index].reshape(-1)
         if o.numel():
             yield offset, o, ref[index].reshape(-1).to(o.device)
+
+
+def _staged_pairs(out: torch.Tensor, ref: torch.Tensor):
+    """`pairs` for a host-held reference and a GPU output: each reference chunk is copied into one of two pinned
+    buffers and from there to the GPU on a stream of its own, one chunk ahead of the comparison (a pageable copy
+    of a chunk waits for the host; a pinned one runs beside the comparison's kernels)."""
+    pieces = [(offset, index) for offset, index in blocks(tuple(out.shape)) if out[index].numel()]
+    if not pieces:
+        return
+    copies = torch.cuda.Stream(out.device)
+    largest = max(ref[index].numel() for _, index in pieces)
+    pinned = [torch.empty(largest, dtype=ref.dtype, pin_memory=True) for _ in range(2)]
+    copied = [None, None]  # per buffer: the event after its last copy to the GPU (it may be refilled after that)
+
+    def send(k: int):
+        index = pieces[k][1]
+        host = ref[index].reshape(-1)
+        buffer = pinned[k % 2][:host.numel()]
+        if copied[k % 2] is not None:
+            copied[k % 2].synchronize()
+        buffer.copy_(host)
+        with torch.cuda.stream(copies):
+            on_gpu = buffer.to(out.device, non_blocking=True)
+            copied[k % 2] = torch.cuda.Event()
+            copied[k % 2].record(copies)
+        return on_gpu, copied[k % 2]
+
+    ahead = send(0)
+    for k, (offset, index) in enumerate(pieces):
+        chunk, arrived = ahead
+        if k + 1 < len(pieces):
+            ahead = send(k + 1)
+        torch.cuda.current_stream(out.device).wait_event(arrived)
+        chunk.record_stream(torch.cuda.current_stream(out.device))  # made on the copy stream, used on this one
+        yield offset, out[index].reshape(-1), chunk
 
 
 def in_chunks(t: torch.Tensor, device: torch.device | str | None = None):

@@ -1,10 +1,12 @@
-"""The checks after the trials: the same inputs again (determinism), and a second input shape (hard-coded
-sizes), where both models may be built again at that shape from the same seed."""
+"""The checks after the trials: the same inputs again (determinism), the same call with the candidate's own kernels
+skipped (do they compute the output at all?), and a second input shape (hard-coded sizes), where both models may
+be built again at that shape from the same seed."""
 from __future__ import annotations
 
 from .errors import Outcome, problem_call
-from .keeper_link import VARIANT_SEED
+from .keeper_link import CONTRIBUTION_SEED, VARIANT_SEED
 from .memory import held_tensors
+from .verdict import Status
 
 
 def check_determinism(job, v, problem, model_new, first_output) -> None:
@@ -17,9 +19,45 @@ def check_determinism(job, v, problem, model_new, first_output) -> None:
         raise Outcome("incorrect", "two runs on the same inputs disagree (reads uninitialized memory, or a "
                                    f"race): {result['message']}")
 
+def check_contribution(job, v, problem, model_new) -> None:
+    """Inputs it has not seen, first with every launch of the candidate's own kernels skipped (Triton launches not
+    made; a load_inline function's tensors poisoned once it returns), then as they are. Outputs that still agree
+    were computed without its kernels (a dummy kernel beside torch.matmul): rejected. Skipped first, and its values
+    copied before the real call, so that an output buffer the model keeps cannot carry the real call's answer."""
+    counter = job.w.counter
+    seed = job.req.seed + CONTRIBUTION_SEED
+    counter.skipping, counter.unskippable = True, 0
+    try:
+        without = job.call(model_new, problem, seed)
+    except Outcome:
+        v.checks["own_kernels_contribute"] = {"ok": True, "note": "without its kernels the call fails"}
+        return
+    finally:
+        counter.skipping = False
+    kept = [t.clone() for t in without]
+    job.poison.scrub(without, protect=held_tensors(model_new))
+    del without
+    unskippable = counter.unskippable
+    real = job.call(model_new, problem, seed)
+    result = job.compare(kept, real)
+    job.poison.scrub(kept + real, protect=held_tensors(model_new))
+    if unskippable and result["ok"]:
+        v.checks["own_kernels_contribute"] = {
+            "ok": None, "note": f"not checked: {unskippable} call(s) of its load_inline functions returned no tensor, "
+                                "so what they compute could not be taken away"}
+        return
+    v.checks["own_kernels_contribute"] = {"ok": not result["ok"]}
+    if result["ok"]:
+        raise Outcome(Status.REJECTED, "its kernels do not contribute to the output: with every launch of its own "
+                                       "kernels skipped it returns the same output (the work is done elsewhere, by "
+                                       "PyTorch or by no one)")
+
+
 def check_variant(job, v, reference, model_new, init_inputs) -> None:
     """A second input shape, where the problem's size constants allow one: catches hard-coded sizes. When the
-    shape changes the model's own sizes, both models are built again at it from the same seed."""
+    shape changes the model's own sizes, both models are built again at it from the same seed. A candidate wrong
+    there, or raising, is shape_specific; under KernelBench's rules (which judge at the problem's shapes only) it
+    stays correct, and the check says what it found."""
     req = job.req
     if not req.variant_source:
         v.checks["second_shape"] = {"ok": None, "skipped": "no size constant can vary independently of the model"}
@@ -37,14 +75,26 @@ def check_variant(job, v, reference, model_new, init_inputs) -> None:
     except Outcome as o:
         v.checks["second_shape"] = {"ok": None, "skipped": f"reference does not run at {changes}: {o.message}"}
         return
-    if rebuilt:
-        model_new = job.build(type(model_new), variant_init, "ModelNew at the second shape", "runtime_error")
-    result = job.call_and_judge(model_new, variant, req.seed + VARIANT_SEED, "variant")
+    try:
+        if rebuilt:
+            model_new = job.build(type(model_new), variant_init, "ModelNew at the second shape", "runtime_error",
+                                  like=variant.Model)
+        result = job.call_and_judge(model_new, variant, req.seed + VARIANT_SEED, "variant")
+        failure = "" if result["ok"] else f"wrong at a second input shape ({changes}): {result['message']}"
+    except Outcome as o:
+        if o.status not in (Status.RUNTIME_ERROR, Status.COMPILE_ERROR):
+            raise  # rejected there (aliasing, an input changed in place, ...): that holds at any shape
+        result, failure = {"ok": False, "max_abs_err": None}, f"fails at a second input shape ({changes}): {o.message}"
     v.checks["second_shape"] = {"ok": result["ok"], "changes": changes, "max_abs_err": result["max_abs_err"],
                                 "rebuilt_models": rebuilt}
-    if not result["ok"]:
-        raise Outcome("incorrect", f"wrong at a second input shape ({changes}), right at the sampled one "
-                                   f"(hard-coded sizes?): {result['message']}")
+    if not failure:
+        return
+    message = f"right at the problem's shapes, {failure} (sizes fixed in the kernel?)"
+    if req.rules == "kernelbench":
+        v.checks["second_shape"]["note"] = f"shape_specific under kernelsearch's rules: {message}"
+        v.warnings.append(f"specialised to the problem's shapes: {message}")
+        return
+    raise Outcome(Status.SHAPE_SPECIFIC, message)
 
 
 def _same_parameters(m1, m2) -> bool:

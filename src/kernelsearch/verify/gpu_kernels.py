@@ -47,10 +47,10 @@ PROFILED_CALLS = 3  # calls profiled per function: the per-call average evens ou
 KERNELS_KEPT = 12  # rows per function in the verdict (the longest); a Level 3 model runs hundreds of kernels
 
 
-def kernel_times(fn, inputs: list, calls: int = PROFILED_CALLS) -> list[dict]:
+def kernel_times(fn, inputs: list, calls: int = PROFILED_CALLS) -> tuple[list[dict], set]:
     """Each GPU kernel (and copy) that `fn(*inputs)` runs: its name, milliseconds and launches per call, from the
     profiler over `calls` calls on a warm L2 (so its times are for proportions; the verdict's times are the
-    interleaved, L2-flushed ones). CUDA only."""
+    interleaved, L2-flushed ones); and the CUDA streams they ran on (the profiler's ids). CUDA only."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -58,8 +58,9 @@ def kernel_times(fn, inputs: list, calls: int = PROFILED_CALLS) -> list[dict]:
         for _ in range(calls):
             fn(*inputs)
         torch.cuda.synchronize()
-    return kernel_table([(e.name, e.time_range.elapsed_us()) for e in prof.events()
-                         if "CUDA" in str(e.device_type)], calls)
+    kernels = [e for e in prof.events() if "CUDA" in str(e.device_type)]
+    streams = {e.device_resource_id for e in kernels if e.device_resource_id is not None}
+    return kernel_table([(e.name, e.time_range.elapsed_us()) for e in kernels], calls), streams
 
 
 def kernel_table(events: list[tuple[str, float]], calls: int) -> list[dict]:

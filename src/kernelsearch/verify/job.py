@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 from .calls import Calls
 from .cuda_build import compile_only
 from .errors import Outcome, describe, problem_call
-from .extra_checks import check_determinism, check_variant
+from .extra_checks import check_contribution, check_determinism, check_variant
 from .keeper_link import TIMING_SEED
 from .memory import MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory
 from .modules import DTYPES, build_model, import_source, load_problem
@@ -39,8 +40,9 @@ MEMORY_BUDGET = int(os.environ.get("KS_MEMORY_BUDGET_BYTES") or 0)
 
 
 class Job:
-    def __init__(self, worker, req, job_id: str, workdir: Path):
+    def __init__(self, worker, req, job_id: str, workdir: Path, budget: int = 0):
         self.w, self.req, self.id, self.workdir = worker, req, job_id, workdir
+        self.budget = budget  # device bytes for this job beside others on its GPU (gpu_share.py); 0: the GPU's
         self.torch = worker.torch
         self.device = worker.device
         self.dtype = getattr(self.torch, DTYPES[req.dtype])
@@ -92,8 +94,9 @@ class Job:
         self.calls.adopt(prepared.aliases, prepared.mutates, prepared.broadcasts)
         self.reference_s = prepared.reference_s
         if prepared.footprint is not None and self.plans_memory:
-            self.plan = plan_memory(prepared.footprint, *self.memory_now())
-            v.memory = self.plan.describe()
+            self.plan = plan_memory(prepared.footprint, *self.memory_now(prepared.device_bytes),
+                                    keeper_holds=prepared.device_bytes)
+            v.memory, v.footprint = self.plan.describe(), vars(prepared.footprint)
         if prepared.degenerate:  # the keeper's comparisons hold the outputs to the relative L2 error too
             v.warnings.append(f"degenerate reference ({prepared.degenerate}): outputs must also match in relative "
                               "L2 error")
@@ -108,7 +111,7 @@ class Job:
 
         self.send_phase("compile")
         with self.clock("compile"):
-            model_new = self.compile_candidate(v, init_inputs)
+            model_new = self.compile_candidate(v, init_inputs, problem.Model)
         first_call_limit = FIRST_CALL_FLOOR_S[self.device] + FIRST_CALL_TIMES_REFERENCE[self.device] * self.reference_s
         self.send_phase("first_call", limit_s=first_call_limit)
         began = time.perf_counter()
@@ -125,7 +128,11 @@ class Job:
                 first_output = outs
         check_determinism(self, v, problem, model_new, first_output)
         del first_output, outs  # scrubbed; their memory goes back before the second shape and timing
-        check_variant(self, v, reference, model_new, init_inputs)
+        check_contribution(self, v, problem, model_new)
+        # KernelBench's rules judge at the problem's shapes: the second shape comes last there, where nothing it
+        # finds (a crash included) can change what came before
+        if req.rules != "kernelbench":
+            check_variant(self, v, reference, model_new, init_inputs)
         self.check_integrity()
 
         if self.device != "cuda":
@@ -133,8 +140,11 @@ class Job:
         elif req.timing:
             from .measure import time_candidate
             self.send_phase("timing")
+            beside = self.budget and not self.take_gpu_alone()
             with self.clock("timing"):
-                time_candidate(self, v, problem, reference, model_new)
+                time_candidate(self, v, problem, reference, model_new, beside=beside)
+        if req.rules == "kernelbench":
+            check_variant(self, v, reference, model_new, init_inputs)
         v.message = self.summary(v)
 
     def trial(self, v, t, problem, model_new) -> list:
@@ -199,11 +209,15 @@ class Job:
         """A GPU job plans its device memory; a CPU job only under an artificial budget (tests)."""
         return self.device == "cuda" or bool(MEMORY_BUDGET)
 
-    def memory_now(self) -> tuple[int, int]:
-        """(free bytes, bytes this process already holds) for the memory plan."""
+    def memory_now(self, keeper_holds: int = 0) -> tuple[int, int]:
+        """(free bytes, bytes this process already holds) for the memory plan, within the job's budget where it
+        has one (KS_MEMORY_BUDGET_BYTES; its share of a GPU it runs on beside other jobs), which the keeper's
+        answers on the device count against too."""
+        budget = min(b for b in (MEMORY_BUDGET, self.budget, 1 << 62) if b)
         if self.device != "cuda":
             return MEMORY_BUDGET, 0
-        return min(device_free_bytes(), MEMORY_BUDGET or 1 << 62), self.torch.cuda.memory_allocated()
+        held = self.torch.cuda.memory_allocated()
+        return min(device_free_bytes(), max(0, budget - held - keeper_holds)), held
 
     def baseline_key(self, problem) -> str:
         return f"{problem.__ks_key__}:{self.req.dtype}"
@@ -230,17 +244,19 @@ class Job:
                 f"(limits {self.req.max_cpu_elements:.3g} and {self.req.max_cpu_flops:.3g}); shrink it with "
                 f"--set NAME=VALUE (size constants: {constants}), or run on a GPU"))
 
-    def build(self, cls, init_inputs, what: str, status: str):
+    def build(self, cls, init_inputs, what: str, status: str, like=None):
+        """cls(*init_inputs) from the job's seed; `like`: the problem's reference class (modules.build_model)."""
         try:
-            return build_model(self.torch, cls, init_inputs, self.req.seed, self.device, self.dtype)
+            return build_model(self.torch, cls, init_inputs, self.req.seed, self.device, self.dtype, like)
         except Exception as e:
             if status == "problem_error":
                 raise Outcome(status, f"{what}(*get_init_inputs()) failed: {describe(e)}") from None
             raise self.calls.fail(e, f"{what}(*get_init_inputs())") from None
 
     # ---- candidate side ------------------------------------------------------------------------------------
-    def compile_candidate(self, v, init_inputs):
+    def compile_candidate(self, v, init_inputs, reference_class):
         """Import the candidate (load_inline builds run here) and build ModelNew from the reference's seed."""
+        self.w.prebuilt.candidate = self.req.candidate_source  # its load_inline modules, where the pool built them
         try:
             module = self.import_file(self.req.candidate_source, "candidate")
         except Exception as e:
@@ -248,7 +264,7 @@ class Job:
         if not hasattr(module, "ModelNew"):
             raise Outcome("compile_error", "the candidate defines no class ModelNew")
         self.check_integrity()
-        return self.build(module.ModelNew, init_inputs, "ModelNew", "runtime_error")
+        return self.build(module.ModelNew, init_inputs, "ModelNew", "runtime_error", like=reference_class)
 
     def first_call(self, v, problem, model_new) -> None:
         """The first forward compiles Triton kernels; its output is not judged. On a GPU it runs under the
@@ -312,11 +328,20 @@ class Job:
         self.modules.append(name)
         return import_source(source, name, self.workdir / f"{kind}.py")
 
+    def take_gpu_alone(self) -> bool:
+        """A job beside others on its GPU asks the pool to run alone for its timing, and waits for the answer on
+        stdin (pool_worker.take_gpu_alone); False when the pool's wait ran out."""
+        self.w.send(event="alone", id=self.id)
+        with self.clock("waiting_for_gpu"):
+            answer = json.loads(sys.stdin.readline() or "{}")
+        return answer.get("gpu") == "alone"
+
     def send_phase(self, phase: str, limit_s: float | None = None) -> None:
         self.phase = phase
         self.w.send(event="phase", id=self.id, phase=phase, **({"limit_s": round(limit_s, 1)} if limit_s else {}))
 
     def cleanup(self) -> None:
+        self.w.prebuilt.candidate = None
         for name in self.modules:
             sys.modules.pop(name, None)
         gc.collect()

@@ -4,7 +4,9 @@ candidate's outputs with them, so that no answer ever exists in the process wher
 It takes each job's request from the pool (stdin: the line the worker gets, so the worker cannot change the problem,
 the seeds or the tolerance), serves the worker over a socket (keeper_link.py: JSON and raw tensor bytes), and
 reports each comparison to the pool on KS_RESPONSE_FD; the pool holds the worker's verdict against them. The keeper
-never runs candidate code. Answers stay in host memory, here only; comparisons run on the CPU."""
+never runs candidate code. On a GPU a job's answers stay on the device where its memory plan allows
+(memory.answers_fit_on_device), and the worker's outputs are read in place through CUDA IPC: a comparison never
+crosses host memory; where they do not fit, answers wait in host memory and come back a chunk at a time."""
 from __future__ import annotations
 
 import json
@@ -31,9 +33,9 @@ def main() -> None:
     for line in sys.stdin:
         if line.strip():
             request = json.loads(line)
-            job_id = request.pop("id")
+            job_id, budget = request.pop("id"), request.pop("memory_budget", 0)
             try:
-                keeper.serve(job_id, request)
+                keeper.serve(job_id, request, budget)
             except LinkClosed:
                 return  # the worker is gone: the pool starts both again
 
@@ -51,16 +53,18 @@ class Keeper:
             torch.cuda.init()
         self.references = ReferenceCache()  # answers kept for the later candidates of the same problem
         self.ipc_failed = False  # CUDA IPC refused once: said once in the log
+        # KS_KEEPER_ANSWERS=host keeps every answer in host memory, as on a device too small for them (benchmarks)
+        self.answers_on_host = os.environ.get("KS_KEEPER_ANSWERS") == "host"
 
     def send(self, **event) -> None:
         self.protocol.write(json.dumps(event, default=str) + "\n")
 
-    def serve(self, job_id: str, request: dict) -> None:
+    def serve(self, job_id: str, request: dict, budget: int = 0) -> None:
         """Answer the worker's messages about this job until it says the job is done."""
         from .errors import Outcome
         from .verdict import VerifyRequest
 
-        job = KeeperJob(self, VerifyRequest(**request), job_id)
+        job = KeeperJob(self, VerifyRequest(**request), job_id, budget)
         try:
             while True:
                 message = recv_message(self.sock)
@@ -87,10 +91,11 @@ class Keeper:
 class KeeperJob:
     """One job's reference: built on its first request, its answers computed on demand and held in host memory."""
 
-    def __init__(self, keeper: Keeper, req, job_id: str):
+    def __init__(self, keeper: Keeper, req, job_id: str, budget: int = 0):
         from .modules import DTYPES
 
         self.k, self.req, self.id = keeper, req, job_id
+        self.budget = budget  # device bytes this job may plan with when it shares the GPU (gpu_share.py); 0: all
         self.torch = keeper.torch
         self.dtype = getattr(self.torch, DTYPES[req.dtype])
         self.tolerance = req.resolved_tolerance()
@@ -99,6 +104,7 @@ class KeeperJob:
         self.compared: set[tuple[int, str]] = set()
         self.failed = False
         self.held: dict[tuple[int, str], list] = {}  # answers made ready for a comparison still to come
+        self.on_device: bool | None = None  # where this job's answers live; decided once the footprint is known
         self.models: dict[str, tuple] = {}  # "problem" | "variant" -> (module, reference model, Calls)
         self.degenerate: str | None = None
         self.reference_s, self.reference_calls = 0.0, 0
@@ -123,19 +129,23 @@ class KeeperJob:
     # ---- the reference ------------------------------------------------------------------------------------
     def prepare(self) -> dict:
         """The first trials' answers (the first call measures the footprint), and what the worker needs to know
-        of them: footprint, what the reference does to its inputs, its time, whether it is degenerate."""
+        of them: footprint, what the reference does to its inputs, its time, whether it is degenerate, and the
+        device memory the answers held now take (the worker's memory plan counts them)."""
         from .correctness import degenerate_reason
+        from .memory import tensor_bytes
 
         refs = []
         for t in range(min(2, self.req.trials)):
             self.held[(self.req.seed + t, "trial")] = self.answers(self.req.seed + t, "trial")
             refs.append(self.held[(self.req.seed + t, "trial")])
-        self.degenerate = degenerate_reason(refs, self.tolerance, device="cpu") if refs else None
+        on = "cuda" if self.k.device == "cuda" else "cpu"  # host-held answers are brought over a chunk at a time
+        self.degenerate = degenerate_reason(refs, self.tolerance, device=on) if refs else None
         known = self.k.references.behaviour[self.problem_key]
         footprint = vars(known.footprint) if known.footprint else None
+        on_device = [a for answers in self.held.values() for a in answers if a.device.type == "cuda"]
         return {"footprint": footprint, "aliases": known.aliases, "mutates": known.mutates,
                 "broadcasts": known.broadcasts, "reference_s": max(self.reference_s, known.seconds),
-                "degenerate": self.degenerate}
+                "degenerate": self.degenerate, "device_bytes": tensor_bytes(on_device)}
 
     @property
     def problem_key(self) -> tuple:
@@ -160,7 +170,8 @@ class KeeperJob:
         return self.models[which]
 
     def answers(self, seed: int, kind: str) -> list:
-        """Host copies of the reference's outputs for (seed, kind): held for this job, cached, or computed now."""
+        """The reference's outputs for (seed, kind): held for this job, cached (host copies), or computed now and
+        kept where this job keeps its answers (on the device where they fit)."""
         from .memory import tensor_bytes
         from .references import ReferenceBehaviour
 
@@ -186,13 +197,26 @@ class KeeperJob:
         seen = ReferenceBehaviour(footprint, *calls.reference_behaviour(), seconds=max(seconds, known.seconds if known
                                                                                       else 0.0))
         self.k.references.behaviour[problem_key] = seen
-        host = [a.detach().to("cpu", copy=True) for a in answers]
-        del answers
-        if self.k.device == "cuda":
+        on_gpu = self.k.device == "cuda"
+        if self.k.references.worth_keeping(tensor_bytes(answers), seconds, on_gpu=on_gpu):
+            self.k.references.put(key, answers)
+        if on_gpu and not self.keeps_on_device(footprint, answers):
+            answers = [a.detach().to("cpu", copy=True) for a in answers]
             self.torch.cuda.empty_cache()  # the worker's side needs the room
-        if self.k.references.worth_keeping(tensor_bytes(host), seconds, on_gpu=False):
-            self.k.references.put(key, host)
-        return host
+        return answers
+
+    def keeps_on_device(self, footprint, answers: list) -> bool:
+        """Whether this job's answers stay on the device (decided once, at its first answers, from the footprint
+        and the device memory free with those answers counted as free)."""
+        if self.on_device is None:
+            from .memory import answers_fit_on_device, device_free_bytes, tensor_bytes
+
+            held = [a for kept in self.held.values() for a in kept if a.device.type == "cuda"]
+            free = device_free_bytes() + tensor_bytes(answers) + tensor_bytes(held)
+            budget = self.budget or free
+            self.on_device = (footprint is not None and not self.k.answers_on_host
+                              and answers_fit_on_device(footprint, min(free, budget)))
+        return self.on_device
 
     def measure(self, calls, reference, pristine):
         """The reference's first call, measuring its footprint for the worker's memory plan (intermediates only
@@ -236,10 +260,10 @@ class KeeperJob:
             send_message(self.k.sock, send=True)
             outs = [recv_tensor(self.k.sock, spec) for spec in specs]
         on = "cuda" if self.k.device == "cuda" else "cpu"
-        if on == "cuda":  # answers in host memory come over a chunk at a time (correctness.compare)
+        if on == "cuda":  # answers in host memory come over a chunk at a time (chunks.pairs)
             outs = [o.to("cuda") for o in outs]
         result = compare(outs, refs, self.tolerance, degenerate=bool(self.degenerate), device=on)
-        del outs
+        del outs, refs
         if on == "cuda":
             self.torch.cuda.empty_cache()
         send_message(self.k.sock, result=self.record(seed, kind, result))

@@ -12,8 +12,9 @@ from .memory import Footprint
 
 HEADER = struct.Struct("!I")  # each message: its length, then that many bytes of JSON
 MAX_MESSAGE_BYTES = 1 << 20  # a header names shapes and dtypes; a bigger one is a broken or hostile peer
-# The seeds of a job's inputs, for both sides: trial t's are seed + t, the others far from any trial's.
-VARIANT_SEED, TIMING_SEED, FRESH_SEED = 100, 1000, 2000
+# The seeds of a job's inputs, for both sides: trial t's are seed + t, the others far from any trial's. The
+# contribution check's inputs (extra_checks.check_contribution) are never compared with an answer.
+VARIANT_SEED, TIMING_SEED, FRESH_SEED, CONTRIBUTION_SEED = 100, 1000, 2000, 3000
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool",
           "complex64", "complex128")
 
@@ -156,6 +157,7 @@ class Prepared:
     broadcasts: bool
     reference_s: float
     degenerate: str | None
+    device_bytes: int = 0  # the answers the keeper holds on the device now (the first trials')
 
 
 class KeeperLink:
@@ -179,7 +181,7 @@ class KeeperLink:
         reply = self.ask(op="prepare", job=job_id)
         footprint = Footprint(**reply["footprint"]) if reply.get("footprint") else None
         return Prepared(footprint, bool(reply["aliases"]), bool(reply["mutates"]), bool(reply["broadcasts"]),
-                        float(reply["reference_s"]), reply.get("degenerate"))
+                        float(reply["reference_s"]), reply.get("degenerate"), int(reply.get("device_bytes") or 0))
 
     def ready(self, job_id: str, seed: int, kind: str) -> None:
         """Have the answers for (seed, kind) computed now (before the candidate runs), or raise the reference's

@@ -134,7 +134,9 @@ def unbacked(verdict, request, record: JobRecord | None) -> str | None:
     if record is None:
         return "the answer keeper never finished the job"
     compared = record.compared
-    failed = [c for c in compared if not c.get("ok")]
+    # under KernelBench's rules a second shape may fail in a correct verdict (extra_checks.check_variant)
+    failed = [c for c in compared if not c.get("ok") and not (c.get("kind") == "variant" and
+                                                               request.rules == "kernelbench")]
     if failed:
         return f"the answer keeper saw seed {failed[0]['seed']} ({failed[0]['kind']}) fail"
     ok = {(c["seed"], c["kind"]) for c in compared}

@@ -7,7 +7,9 @@ from collections import OrderedDict
 from .errors import Outcome, describe
 from .keeper_link import FRESH_SEED, TIMING_SEED
 from .gpu_kernels import KERNEL_KEYS, kernel_times
-from .timing import peaks_of, roofline_floor_ms, speedup, summarize, time_interleaved, work_of_call
+from .timing import (METHOD, measured_peaks, peaks_of, roofline_floor_ms, speedup, summarize, time_interleaved,
+                     work_of_call)
+from .verdict import Status
 
 COMPILED_KEPT = 2  # torch.compile'd references kept per worker (a search times one problem again and again)
 
@@ -37,7 +39,8 @@ class CompiledBaselines:
         return compiled
 
 
-def time_candidate(job, v, problem, reference, model_new) -> None:
+def time_candidate(job, v, problem, reference, model_new, beside: bool = False) -> None:
+    """`beside`: the job could not have its GPU alone (gpu_share.py) and is timed beside another job."""
     import torch
 
     req = job.req
@@ -51,11 +54,13 @@ def time_candidate(job, v, problem, reference, model_new) -> None:
     flops, bytes_moved = work_of_call(reference, sets[0])
     if "compile" not in samples:
         compiled = compiled if isinstance(compiled, str) else "unavailable: it failed while being timed"
-    new = samples["candidate"]
-    v.timing = {"candidate": summarize(new), "method": f"interleaved, {len(sets)} input set(s), L2 flushed"}
+    new = samples["candidate"].gpu
+    v.timing = {"candidate": summarize(samples["candidate"]),
+                "method": f"{METHOD}; {len(sets)} input set(s)" + ("; beside another job on the GPU (its wait to "
+                                                                     "run alone ran out)" if beside else "")}
     for name in ("eager", "compile"):
         if name in samples:
-            point, low, high = speedup(samples[name], new)
+            point, low, high = speedup(samples[name].gpu, new)
             v.timing[name] = summarize(samples[name])
             v.timing[f"speedup_vs_{name}"] = round(point, 4)
             v.timing[f"speedup_vs_{name}_ci"] = [round(low, 4), round(high, 4)]
@@ -72,27 +77,48 @@ def time_candidate(job, v, problem, reference, model_new) -> None:
     if not result["ok"]:
         raise Outcome("incorrect", f"wrong on fresh inputs after timing (results cached?): {result['message']}")
 
-    floor = roofline_floor_ms(flops, bytes_moved, req.dtype, v.device)
-    if floor is not None:
-        peaks = peaks_of(v.device)  # with the floor, so the search reads the fractions without torch
-        median = v.timing["candidate"]["median_ms"]
-        v.checks["roofline"] = {"floor_ms": floor, "flops": flops, "bytes": bytes_moved,
-                                "peak_bandwidth": peaks["bandwidth"], "peak_flops": peaks[req.dtype],
-                                "note": f"{floor / median:.1%} of the roofline (floor {floor:.3g} ms)"}
-        if median < floor:
-            v.warnings.append(f"implausible: {median:.4g} ms is under the roofline floor {floor:.4g} ms "
-                              "for this problem's FLOPs and bytes; a human should look at this kernel")
+    judge_floor(v, req.dtype, flops, bytes_moved, measured_peaks())
+
+
+def judge_floor(v, dtype: str, flops: float, bytes_moved: int, measured: dict | None) -> None:
+    """The roofline: the least time this GPU needs for the problem's FLOPs and bytes at its peaks (the datasheet's,
+    raised to what it was measured at). A candidate timed under it is not fast but `suspicious` (work skipped,
+    results cached, work the timer did not see): the search does not keep it and fast_p does not count it."""
+    peaks = peaks_of(v.device, measured)
+    if peaks is None:
+        return
+    floor = roofline_floor_ms(flops, bytes_moved, dtype, v.device, measured)
+    median = v.timing["candidate"]["median_ms"]
+    v.checks["roofline"] = {"floor_ms": floor, "flops": flops, "bytes": bytes_moved,
+                            "peak_bandwidth": peaks["bandwidth"], "peak_flops": peaks[dtype],
+                            "note": f"{floor / median:.1%} of the roofline (floor {floor:.3g} ms)"}
+    if measured:
+        v.checks["roofline"]["measured"] = {k: float(f"{x:.4g}") for k, x in measured.items()}
+    if median < floor:
+        raise Outcome(Status.SUSPICIOUS, (
+            f"{median:.4g} ms is under the {floor:.4g} ms this GPU needs at its peaks for the problem's "
+            f"{flops:.3g} FLOPs ({peaks[dtype] / 1e12:.4g} TFLOP/s) and {bytes_moved / 1e6:.4g} MB "
+            f"({peaks['bandwidth'] / 1e9:.4g} GB/s): not a speed it can reach (skipped work, cached results, or "
+            "work the timer does not see)"))
 
 
 def _profile_kernels(v, fns: dict, inputs: list) -> None:
     """Each timed function's kernels with their times (gpu_kernels.kernel_times) into the timing, for the search's
-    feedback on where the time goes; a profiler that fails costs the breakdown, never the verdict."""
+    feedback on where the time goes; a profiler that fails costs the breakdown, never the verdict. The events time
+    the stream the call is made on: a candidate whose kernels run on another (work the events do not see) is
+    rejected."""
+    streams = {}
     for name, fn in fns.items():
         try:
-            v.timing[KERNEL_KEYS[name]] = kernel_times(fn, inputs)
+            v.timing[KERNEL_KEYS[name]], streams[name] = kernel_times(fn, inputs)
         except Exception as e:
             v.timing["kernels_unavailable"] = describe(e).splitlines()[0][:200]
             return
+    timed = streams.get("eager") or streams.get("compile") or set()
+    elsewhere = streams["candidate"] - timed
+    if timed and elsewhere:
+        raise Outcome("rejected", f"its kernels ran on CUDA stream(s) {sorted(elsewhere)}, not the stream timed "
+                                  f"({sorted(timed)}): side-stream work the timer does not see")
 
 
 def _time(job, fns: dict, sets: list) -> dict:

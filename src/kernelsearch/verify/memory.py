@@ -32,9 +32,7 @@ class Footprint:
 
 @dataclass
 class MemoryPlan:
-    """How this job spends device memory. The minimum is one trial: both models, the inputs and their copy, the
-    reference's and the candidate's outputs and their intermediates (the answer keeper runs the reference on the
-    same device, one call at a time, and keeps its answers in host memory); the rest is spent on speed."""
+    """How this job spends device memory. The minimum is one trial (`one_trial`); the rest is spent on speed."""
     usable: int  # bytes this job may fill
     footprint: Footprint
     timing_sets: int = MAX_TIMING_SETS
@@ -43,22 +41,37 @@ class MemoryPlan:
         return f"{self.footprint.describe()}; {_gib(self.usable)} usable; {self.timing_sets} timing input set(s)"
 
 
-def plan_memory(footprint: Footprint, free_bytes: int, held_now: int = 0) -> MemoryPlan:
+def one_trial(f: Footprint) -> int:
+    """Device bytes of one trial: both models, the pristine inputs and the call's copy of them (the mutation check
+    compares the two), the reference's answer and the candidate's output, both sides' intermediates, and the
+    verifier's own reserve."""
+    return 2 * f.params + 2 * f.inputs + 2 * f.outputs + 2 * f.scratch + VERIFIER_RESERVE
+
+
+def answers_fit_on_device(f: Footprint, free_bytes: int) -> bool:
+    """Whether the answer keeper may keep a job's answers on the device, where the outputs are compared in place,
+    instead of in host memory: one trial and one more answer must fit (the keeper holds two at once, the first two
+    trials' answers, while trial 0 runs). At KernelBench's sizes every problem does on an 80 GB card; 19_ReLU's
+    6 GiB answers held in host memory took ~3 s a comparison to bring back, seven comparisons a job."""
+    return one_trial(f) + f.outputs <= int(free_bytes * USABLE_FRACTION)
+
+
+def plan_memory(footprint: Footprint, free_bytes: int, held_now: int = 0, keeper_holds: int = 0) -> MemoryPlan:
     """A plan for a GPU job, or problem_error with the numbers when even one trial cannot fit.
 
     `free_bytes`: free device memory plus what the allocator caches; `held_now`: what the worker already holds
-    (the candidate's side of the job so far), which is part of the need below, not extra."""
+    (the candidate's side of the job so far) and `keeper_holds`: the answers the answer keeper holds on the device
+    now; both are part of the need below, not extra. The keeper's answers beyond the one a trial counts are gone
+    by the time the timing input sets are made."""
     f = footprint
-    usable = int((free_bytes + held_now) * USABLE_FRACTION)
-    # one trial: two models, the pristine inputs and the call's copy of them (the mutation check compares the
-    # two), both outputs, both sides' intermediates
-    trial = 2 * f.params + 2 * f.inputs + 2 * f.outputs + 2 * f.scratch + VERIFIER_RESERVE
+    usable = int((free_bytes + held_now + keeper_holds) * USABLE_FRACTION)
+    trial = one_trial(f) + max(0, keeper_holds - f.outputs)
     if trial > usable:
         raise Outcome("problem_error", (
             f"the problem does not fit this device: one trial needs about {_gib(trial)} ({f.describe()}, "
             f"for the reference and the candidate side by side), {_gib(usable)} of device memory is usable"))
     plan = MemoryPlan(usable=usable, footprint=f)
-    spare = usable - (2 * f.params + 2 * f.outputs + 2 * f.scratch + VERIFIER_RESERVE)
+    spare = usable - (one_trial(f) - 2 * f.inputs)
     plan.timing_sets = max(1, min(MAX_TIMING_SETS, spare // max(1, f.inputs)))
     return plan
 

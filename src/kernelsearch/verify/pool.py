@@ -1,25 +1,35 @@
-"""Warm worker processes, one per GPU: submit a candidate, get a verdict (each worker: pool_worker.py)."""
+"""Warm worker processes, one or more per GPU: submit a candidate, get a verdict (each worker: pool_worker.py;
+several on one GPU: gpu_share.py; CUDA C++ built before it reaches one: build_stage.py)."""
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import tempfile
+import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import live_pools
+from .build_stage import BuildStage
 from .devices import resolve_device, resolve_gpus
+from .gpu_share import GpuShare
 from .pool_worker import PoolStopped, PoolWorker
 from .sandbox import bubblewrap_problem
 from .verdict import Verdict, VerifyRequest
+
+# CUDA C++ builds at once: each runs nvcc and the host compiler side by side (build_stage.JOBS_PER_BUILD)
+MAX_BUILD_SLOTS = 8
 
 
 @dataclass
 class PoolConfig:
     device: str = "auto"  # auto | cuda | cpu
-    gpus: list[int] | None = None  # cuda: which GPUs (one worker each); default all visible
+    gpus: list[int] | None = None  # cuda: which GPUs; default all visible
+    workers_per_gpu: int = 1  # cuda: workers sharing each GPU (gpu_share.py); solve and bench start 2
     cpu_workers: int = 1
+    build_slots: int | None = None  # cuda: CUDA C++ builds at once off the GPU (None: half the cores, at most 8)
     compile_timeout_s: float = 300.0  # import + build + first call (load_inline cold builds take ~90 s)
     run_timeout_s: float = 300.0  # trials, extra checks and timing
     start_timeout_s: float = 180.0  # spawn, import torch, create the CUDA context
@@ -45,22 +55,41 @@ class WorkerPool:
         self.root.mkdir(parents=True, exist_ok=True)
         self.jobs: queue.Queue = queue.Queue()
         self.info: dict = {}  # what the last worker to start reported: device, versions, pid, network, os_sandbox
+        self.started = threading.Event()  # a worker has started (and said self.info)
+        per_gpu = max(1, self.config.workers_per_gpu) if self.device == "cuda" else 1
+        # several workers on one GPU take turns through its GpuShare; one alone needs none
+        self.shares = {gpu: GpuShare(per_gpu) for gpu in gpus} if per_gpu > 1 else {}
         # None: workers start inside bubblewrap; else why they cannot (said in every verdict's `containment`)
         self.sandbox_problem = bubblewrap_problem() if self.config.os_sandbox else "turned off by the caller"
+        slots = self.config.build_slots
+        slots = min(MAX_BUILD_SLOTS, max(1, (os.cpu_count() or 2) // 2)) if slots is None else slots
+        self.builds = BuildStage(self, slots) if self.device == "cuda" and slots > 0 else None
         self.stopping = False  # set by a stop signal: no worker starts again, queued requests fail with PoolStopped
         self.closed = False
         self.workers: list[PoolWorker] = []
         live_pools.register(self)  # before the first worker starts, so that no signal can come between
-        for i, gpu in enumerate(gpus):
+        for i, gpu in enumerate(gpu for gpu in gpus for _ in range(per_gpu)):
             self.workers.append(PoolWorker(self, i, gpu))
 
     def submit(self, request: VerifyRequest) -> Future:
         future: Future = Future()
+        if self.builds is not None and BuildStage.wanted(request):
+            self.builds.submit(request, future, lambda: self.queue(request, future))
+        else:
+            self.queue(request, future)
+        return future
+
+    def queue(self, request: VerifyRequest, future: Future) -> None:
+        """For the next free worker."""
         if self.stopping or self.closed:  # no worker thread would ever take it
             future.set_exception(PoolStopped(f"the verifier pool was {'stopped' if self.stopping else 'closed'}"))
         else:
             self.jobs.put((request, future))
-        return future
+
+    def arch(self, timeout: float) -> str:
+        """The GPU's architecture as a worker reported it ("9.0"), waiting for the first to start; "" if none did."""
+        self.started.wait(timeout)
+        return self.info.get("arch", "")
 
     def verify(self, request: VerifyRequest) -> Verdict:
         return self.submit(request).result()
@@ -77,6 +106,8 @@ class WorkerPool:
     def close(self) -> None:
         self.closed = True
         try:
+            if self.builds is not None:  # builds in flight end; their requests are refused (queue)
+                self.builds.close()
             for _ in self.workers:
                 self.jobs.put(None)
             for worker in self.workers:
@@ -91,6 +122,8 @@ class WorkerPool:
         """Called from a signal handler (live_pools): kill every worker's process group now and start no more.
         Only sets a flag and sends signals; each worker's thread reaps its own process."""
         self.stopping = True
+        if self.builds is not None:
+            self.builds.kill()
         for worker in self.workers:
             worker.kill()
 

@@ -2,6 +2,7 @@
 it works), fed jobs under their phases' time limits, restarted when it breaks; crashes and hangs become verdicts."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .child_events import kill_group, next_event, read_events
+from .cuda_builds import CACHE_VARIABLE
 from .keeper_process import KeeperProcess, KeeperStartError, unbacked
 from .namespaces import shared_shm
 from .sandbox import BUBBLEWRAP, SANDBOX_VARIABLE, containment, limit_process, worker_env, wrap_command
@@ -43,6 +45,8 @@ class PoolWorker:
         self.jobs_done = 0
         self.future: Future | None = None  # the request being served, for WorkerPool.cancel
         self.log_path = pool.root / f"worker{index}.log"
+        self.share = pool.shares.get(gpu)  # None: the only worker on its GPU
+        self.holding: str | None = None  # "alone" or "beside": this worker's turn on a shared GPU
         self.thread = threading.Thread(target=self.loop, name=f"ks-worker-{index}", daemon=True)
         self.thread.start()
 
@@ -54,6 +58,10 @@ class PoolWorker:
         workdir = self.pool.root / f"worker{self.index}"
         workdir.mkdir(parents=True, exist_ok=True)
         env = {**worker_env(self.pool.device, self.gpu, workdir, cfg.hidden_env), **cfg.extra_env}
+        shown: tuple[str, ...] = ()
+        if self.pool.builds is not None:  # what the build stage built, read-only (cuda_builds.py)
+            env[CACHE_VARIABLE] = str(self.pool.builds.cache)
+            shown = (str(self.pool.builds.cache),)
         memory = int(cfg.memory_limit_gb * 2**30) if cfg.memory_limit_gb and self.pool.device == "cpu" else None
         sandboxed = self.pool.sandbox_problem is None
         keeper_dir = self.pool.root / f"keeper{self.index}"
@@ -82,7 +90,8 @@ class PoolWorker:
         argv, pass_fds = [sys.executable, "-m", "kernelsearch.verify.worker"], [write_fd, keeper_fd]
         if sandboxed:
             joined = self.keeper.namespaces
-            argv = wrap_command(argv, workdir, self.pool.device, env, cfg.hidden_paths, join=joined, shm=shm)
+            argv = wrap_command(argv, workdir, self.pool.device, env, cfg.hidden_paths, join=joined, shm=shm,
+                                shown=shown)
             pass_fds += joined.fds()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -112,6 +121,9 @@ class PoolWorker:
         if not info.get("audit_hook"):
             info["containment"] += "; no run-time audit hook (KS_AUDIT)"
         self.pool.info = info
+        if self.share is not None:
+            self.share.device_bytes = int(info.get("memory_bytes") or 0)
+        self.pool.started.set()
 
     def next_event(self, deadline: float) -> dict | None | str:
         return next_event(self.events, deadline)
@@ -177,6 +189,27 @@ class PoolWorker:
                 future.set_result(verdict)
 
     def run(self, request: VerifyRequest) -> Verdict:
+        """The request's verdict from this worker. Where it shares its GPU with other workers the job first waits
+        for its turn (gpu_share.py): beside the others within a share of the memory, or alone."""
+        if self.share is None:
+            return self.serve(request, budget=0)
+        problem = hashlib.sha256(f"{request.dtype}:{request.problem_source}".encode()).hexdigest()
+        budget = self.share.budget_for(problem)
+        self.holding = "beside" if budget else "alone"
+        if not self.share.enter(self.holding == "alone", self.pool.config.run_timeout_s):
+            self.holding = None
+            return self.failed(request, "timeout", "static", "waited past its limit for a turn on the GPU",
+                               time.monotonic(), "")
+        try:
+            verdict = self.serve(request, budget)
+        finally:
+            if self.holding:
+                self.share.leave(self.holding == "alone")
+            self.holding = None
+        self.share.learn(problem, verdict.footprint)
+        return verdict
+
+    def serve(self, request: VerifyRequest, budget: int) -> Verdict:
         cfg = self.pool.config
         if (self.proc is None or self.proc.poll() is not None or self.jobs_done >= cfg.recycle_after
                 or self.keeper is None or not self.keeper.alive()
@@ -186,7 +219,7 @@ class PoolWorker:
         job_id = uuid.uuid4().hex[:12]
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         began = time.monotonic()
-        job_line = (json.dumps({"id": job_id, **request.to_json()}) + "\n").encode()
+        job_line = (json.dumps({"id": job_id, "memory_budget": budget, **request.to_json()}) + "\n").encode()
         self.keeper.begin(job_line)
         self.proc.stdin.write(job_line)
         self.proc.stdin.flush()
@@ -213,21 +246,39 @@ class PoolWorker:
                 if event.get("limit_s"):
                     limit = min(limit, float(event["limit_s"]))
                 deadline = time.monotonic() + limit
+            elif event.get("event") == "alone" and self.holding == "beside":
+                deadline = self.take_gpu_alone(deadline, limit)
             elif event.get("event") == "verdict" and event.get("id") == job_id:
-                self.jobs_done += 1
-                verdict = Verdict.from_json(event["verdict"])
-                verdict.containment = self.pool.info.get("containment", "")
-                record = self.keeper.record(job_id)
-                verdict.reference_calls = record.reference_calls if record else 0
-                forged = unbacked(verdict, request, record)
-                if forged:  # the worker's process said `correct`; the keeper, which holds the answers, did not
-                    verdict.status, verdict.message = "rejected", f"verdict not backed by the comparisons: {forged}"
-                    event["healthy"] = False
-                if verdict.status in ("runtime_error", "compile_error"):
-                    verdict.log_tail = self.log_tail(offset, 1500)
-                if not event.get("healthy", True):
-                    self.stop()  # broken CUDA context or a tainted interpreter: the next job gets a fresh one
-                return verdict
+                return self.judged(request, job_id, event, offset)
+
+    def take_gpu_alone(self, deadline: float, limit: float) -> float:
+        """The worker's timing is about to start: it waits until no other job runs on the GPU (within the phase's
+        limit, which starts again once it has the GPU), and is told on its stdin: "alone", or "beside" when the wait
+        ran out (it times beside other jobs then, and its verdict says so). Returns the phase's new deadline."""
+        self.share.leave(False)
+        self.holding = "alone" if self.share.enter(True, max(0.0, deadline - time.monotonic())) else None
+        self.proc.stdin.write(json.dumps({"gpu": self.holding or "beside"}).encode() + b"\n")
+        self.proc.stdin.flush()
+        return time.monotonic() + limit if self.holding else deadline
+
+    def judged(self, request: VerifyRequest, job_id: str, event: dict, offset: int) -> Verdict:
+        """The worker's verdict held against the keeper's record (a `correct` the keeper did not see is rejected)."""
+        self.jobs_done += 1
+        verdict = Verdict.from_json(event["verdict"])
+        verdict.containment = self.pool.info.get("containment", "")
+        record = self.keeper.record(job_id)
+        verdict.reference_calls = record.reference_calls if record else 0
+        forged = unbacked(verdict, request, record)
+        if forged:  # the worker's process said `correct`; the keeper, which holds the answers, did not
+            verdict.status, verdict.message = "rejected", f"verdict not backed by the comparisons: {forged}"
+            event["healthy"] = False
+        if verdict.status in ("runtime_error", "compile_error"):
+            verdict.log_tail = self.log_tail(offset, 1500)
+        if self.pool.builds is not None and request.candidate_source in self.pool.builds.seconds:
+            verdict.step_s["build"] = self.pool.builds.seconds[request.candidate_source]
+        if not event.get("healthy", True):
+            self.stop()  # broken CUDA context or a tainted interpreter: the next job gets a fresh one
+        return verdict
 
     def failed(self, request, status, phase, message, began, tail) -> Verdict:
         language = check_source(request.candidate_source).language

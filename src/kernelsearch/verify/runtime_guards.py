@@ -29,6 +29,10 @@ class LaunchCounter:
         self.triton = 0
         self.extension = 0
         self.depth = 0  # >0 inside a Triton launch: the op recorder ignores the interpreter's internals
+        # The contribution check (extra_checks.check_contribution): Triton launches are not made, and a load_inline
+        # function's tensors are poisoned once it returns; one that returns none is counted as unskippable.
+        self.skipping = False
+        self.unskippable = 0
 
     @property
     def total(self) -> int:
@@ -37,7 +41,9 @@ class LaunchCounter:
     def reset(self) -> None:
         self.triton = self.extension = 0
 
-    def install(self) -> None:
+    def install(self, prebuilt=None) -> None:
+        """Wrap Triton's launches and load_inline; `prebuilt` (cuda_builds.Prebuilt) answers load_inline calls with
+        the modules the pool's build stage made, where it has them."""
         import triton.runtime.jit as jit
 
         classes = [jit.JITFunction]
@@ -54,7 +60,8 @@ class LaunchCounter:
         counter = self
 
         def load_inline(*args, **kwargs):
-            return _CountedExtension(original_load_inline(*args, **kwargs), counter)
+            module = prebuilt.load(original_load_inline, args, kwargs) if prebuilt is not None else None
+            return _CountedExtension(module or original_load_inline(*args, **kwargs), counter)
 
         load_inline.__wrapped__ = original_load_inline
         cpp_extension.load_inline = load_inline
@@ -65,6 +72,8 @@ class LaunchCounter:
         def counted_run(self_, *args, **kwargs):
             if not kwargs.get("warmup", False):
                 counter.triton += 1
+                if counter.skipping:
+                    return None
             counter.depth += 1
             try:
                 return run(self_, *args, **kwargs)
@@ -90,7 +99,15 @@ class _CountedExtension:
 
         def call(*args, **kwargs):
             counter.extension += 1
-            return value(*args, **kwargs)
+            result = value(*args, **kwargs)
+            if counter.skipping:
+                tensors = [t for t in (result if isinstance(result, (tuple, list)) else [result])
+                           if isinstance(t, torch.Tensor)]
+                for t in tensors:
+                    if t.numel():
+                        t.untyped_storage().fill_(255)
+                counter.unskippable += not tensors
+            return result
 
         return call
 

@@ -158,7 +158,7 @@ def _probe_bubblewrap() -> str | None:
 
 def wrap_command(argv: list[str], worker_dir: Path, device: str, env: dict[str, str] | None = None,
                  hidden: tuple[str, ...] = (), join: Namespaces | None = None, info_fd: int | None = None,
-                 shm: Path | None = None, as_pid_1: bool = False) -> list[str]:
+                 shm: Path | None = None, as_pid_1: bool = False, shown: tuple[str, ...] = ()) -> list[str]:
     """`argv` inside bubblewrap. The whole file system read-only. The caller's home and working directory, the
     pool's directory (other workers' files and logs), the ALWAYS_HIDDEN places and `hidden` replaced by empty
     directories, in which only what the worker runs shows again, read-only (the interpreter, its import path, and
@@ -170,14 +170,15 @@ def wrap_command(argv: list[str], worker_dir: Path, device: str, env: dict[str, 
     namespace. `info_fd`: bwrap writes its child's pid there. `shm`: a directory shown as /dev/shm, shared with the
     keeper (CUDA IPC between them needs one: namespaces.shared_shm). `as_pid_1`: the
     command is its PID namespace's first process, with no bwrap process there (a process that joins the namespace
-    could read that one's memory, descriptors and file system: it is not undumpable, as the keeper is).
+    could read that one's memory, descriptors and file system: it is not undumpable, as the keeper is). `shown`:
+    more paths shown read-only inside the hidden places (the pool's build cache).
 
     No --new-session: the pool starts bwrap in a session of its own, without a controlling terminal (so no
     TIOCSTI), and a new session would put the worker out of reach of the pool's killpg."""
     env = os.environ if env is None else env
     worker = os.path.abspath(worker_dir)
     roots = _hidden_roots([*ALWAYS_HIDDEN, str(Path.home()), os.getcwd(), os.path.dirname(worker), *hidden])
-    keep = _program_paths(env)
+    keep = _program_paths(env) + [path for path in shown if os.path.exists(path)]
     command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     if join:  # The namespace's first process is the keeper. Its /proc entry is covered: a worker in a user namespace
         command += ["--tmpfs", "/proc/1"]  # of its own opened its root and cwd links, undumpable or not.

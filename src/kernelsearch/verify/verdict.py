@@ -17,6 +17,8 @@ class Status(StrEnum):
     INCORRECT = "incorrect"
     REJECTED = "rejected"
     COMPILED = "compiled"  # a CUDA candidate checked on a machine without a GPU: it built, nothing ran
+    SHAPE_SPECIFIC = "shape_specific"  # right at the problem's shapes, wrong (or raising) at a second shape
+    SUSPICIOUS = "suspicious"  # timed faster than the GPU can physically run the problem: not a speedup
     PROBLEM_ERROR = "problem_error"  # the problem's fault (or too large for the CPU interpreter), not the candidate's
     PENDING = "pending"  # asked and not finished yet
     NO_CODE = "no_code"  # the answer held no kernel
@@ -27,6 +29,10 @@ class Status(StrEnum):
 
 SEARCH_STATES = (Status.PENDING, Status.NO_CODE, Status.LLM_ERROR, Status.CANCELLED, Status.DUPLICATE)
 STATUSES = tuple(s for s in Status if s not in SEARCH_STATES)  # what the verifier answers
+# What KernelBench's own harness would count as correct: it judges at the problem's shapes only, and has no floor
+# under a timing (its pass rates, set beside ours in bench's summary and report).
+KERNELBENCH_PASSING = (Status.CORRECT, Status.SHAPE_SPECIFIC, Status.SUSPICIOUS)
+RULES = ("kernelsearch", "kernelbench")  # --rules: ours (the default), or KernelBench's
 
 
 @dataclass
@@ -46,6 +52,7 @@ class VerifyRequest:
     max_cpu_elements: int = 1 << 24  # interpreter limits, see worker.estimate_work
     max_cpu_flops: float = 2e10
     fresh_worker: bool = False  # run in a newly started worker process (nothing cached, nothing inherited)
+    rules: str = RULES[0]  # "kernelbench": a kernel wrong only at the second shape is correct (KERNELBENCH_PASSING)
     tolerance: str = DEFAULT_PROFILE  # a profile of tolerance.PROFILES; atol/rtol, when set, replace its values
     atol: float | None = None
     rtol: float | None = None
@@ -77,6 +84,7 @@ class Verdict:
     overrides: dict = field(default_factory=dict)
     phase: str = ""  # where it ended: static, reference, compile, first_call, run, timing
     memory: str = ""  # on a GPU: the problem's footprint and how the job spent device memory
+    footprint: dict | None = None  # on a GPU: the problem's bytes (memory.Footprint), for the pool's GPU shares
     reference_calls: int = 0  # reference forwards the answer keeper ran for this job; the rest came from its cache
     elapsed_s: float = 0.0
     # seconds by step (keeper: its answers and comparisons; inputs; poison; candidate: its calls outside timing;
@@ -116,6 +124,7 @@ class Timing:
     speedups: dict  # "eager"/"compile" -> median(baseline) / median(candidate)
     intervals: dict  # "eager"/"compile" -> (low, high), the speedup's bootstrap interval
     missing: dict  # "eager"/"compile" -> why it was not timed ("unavailable: ...")
+    host_ms: dict  # "candidate"/"eager"/"compile" -> the host's median time to launch one call, where measured
 
     @classmethod
     def of(cls, timing: dict | None) -> "Timing | None":
@@ -125,7 +134,15 @@ class Timing:
         speedups = {b: timing[f"speedup_vs_{b}"] for b in measured if timing.get(f"speedup_vs_{b}") is not None}
         intervals = {b: tuple(timing.get(f"speedup_vs_{b}_ci") or (speedups[b], speedups[b])) for b in speedups}
         missing = {b: str(timing[b]) for b in BASELINES if timing.get(b) and b not in measured}
-        return cls(timing["candidate"]["median_ms"], measured, speedups, intervals, missing)
+        host = {name: timing[name]["host_ms"] for name in ("candidate", *BASELINES)
+                if isinstance(timing.get(name), dict) and "host_ms" in timing[name]}
+        return cls(timing["candidate"]["median_ms"], measured, speedups, intervals, missing, host)
+
+    def launch_bound(self, which: str = "candidate") -> bool:
+        """The host takes longer to launch one call than the GPU takes to run it: a loop of such calls runs at the
+        host's pace (the figures here are the GPU's)."""
+        ms = self.ms(which)
+        return which in self.host_ms and ms is not None and self.host_ms[which] > ms
 
     def speedup(self, baseline: str = "eager") -> float | None:
         return self.speedups.get(baseline)
@@ -141,6 +158,8 @@ class Timing:
     def describe(self) -> str:
         """`0.05 ms median; eager 0.1 ms (2x); compile 0.08 ms (1.6x)`: every time and speedup."""
         parts = [f"{self.candidate_ms:.4g} ms median"]
+        if self.launch_bound():
+            parts[0] += f" (launch-bound: the host takes {self.host_ms['candidate']:.4g} ms to launch it)"
         for b in BASELINES:
             if b in self.baseline_ms:
                 speed = f" ({self.speedups[b]:.3g}x)" if b in self.speedups else ""

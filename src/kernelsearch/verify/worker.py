@@ -14,10 +14,6 @@ import traceback
 from pathlib import Path
 
 
-# On GPU workers off until it has been run on a GPU (Triton's ptxas and launcher builds, CUDA's files).
-AUDIT_BY_DEFAULT = {"cpu": "on", "cuda": "off"}
-
-
 def main() -> None:
     protocol = os.fdopen(int(os.environ["KS_RESPONSE_FD"]), "w", buffering=1)
     os.dup2(2, 1)  # anything printed from here on lands in the worker log
@@ -28,19 +24,23 @@ def main() -> None:
     from .sandbox import network_isolated, os_sandbox
     where = os_sandbox()  # before the audit hook, which refuses the /proc/1 reads this needs
     # The run-time wall (audit.py): installed before the first request, never removed; refusals also go to the
-    # pool as {"event": "refused"} lines on the protocol descriptor. KS_AUDIT=on|off overrides the default.
-    audit = os.environ.get("KS_AUDIT") or AUDIT_BY_DEFAULT[worker.device]
+    # pool as {"event": "refused"} lines on the protocol descriptor. On by default on the CPU and the GPU;
+    # KS_AUDIT=off turns it off (tests use it to show what the other walls hold alone).
+    audit = os.environ.get("KS_AUDIT") or "on"
     if audit == "on":
         from .audit import install, worker_policy
-        worker.refusals = install(worker_policy(Path.cwd(), worker.device, report_fd=protocol.fileno()))
+        from .cuda_builds import CACHE_VARIABLE
+        built = tuple(filter(None, [os.environ.get(CACHE_VARIABLE)]))  # the build stage's modules, read-only
+        worker.refusals = install(worker_policy(Path.cwd(), worker.device, report_fd=protocol.fileno(),
+                                                more_reads=built))
     worker.send(event="ready", network_isolated=network_isolated(), os_sandbox=where, audit_hook=audit == "on",
                 **worker.info)
     for line in sys.stdin:
         if not line.strip():
             continue
         request = json.loads(line)
-        job_id = request.pop("id")
-        verdict, healthy = worker.handle(job_id, request)
+        job_id, budget = request.pop("id"), request.pop("memory_budget", 0)
+        verdict, healthy = worker.handle(job_id, request, budget)
         worker.send(event="verdict", id=job_id, verdict=verdict, healthy=healthy)
         if not healthy:
             break
@@ -53,8 +53,8 @@ class Worker:
         import torch.utils.flop_counter  # noqa: F401
         import triton  # noqa: F401  (imported before any candidate, so its launch path can be counted)
 
-        from . import (calls, chunks, correctness, errors, extra_checks, gpu_kernels, job, measure, memory, mismatch,
-                       timing, tolerance)
+        from . import (calls, chunks, correctness, cuda_builds, errors, extra_checks, gpu_kernels, job, measure, memory,
+                       mismatch, timing, tolerance)
         from .measure import CompiledBaselines
         from .runtime_guards import Integrity, LaunchCounter
 
@@ -64,10 +64,13 @@ class Worker:
         if device == "cuda":
             torch.cuda.init()
             torch.ones(1, device="cuda").sum().item()  # create the context once, while warm
+            # load_inline builds for this GPU, here and in the pool's build stage alike (cuda_builds.build_key)
+            os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "{}.{}".format(*torch.cuda.get_device_capability()))
+        self.prebuilt = cuda_builds.Prebuilt(os.environ.get(cuda_builds.CACHE_VARIABLE))
         self.counter = LaunchCounter()
-        self.counter.install()
-        self.integrity = Integrity(extra_modules=[calls, chunks, correctness, errors, extra_checks, gpu_kernels, job,
-                                                  measure, memory, mismatch, timing, tolerance])
+        self.counter.install(self.prebuilt)
+        self.integrity = Integrity(extra_modules=[calls, chunks, correctness, cuda_builds, errors, extra_checks,
+                                                  gpu_kernels, job, measure, memory, mismatch, timing, tolerance])
         self.compiled = CompiledBaselines()  # torch.compile'd references, compiled once per problem
         self.info = self.describe()
         self.jobs = 0
@@ -77,13 +80,17 @@ class Worker:
     def describe(self) -> dict:
         import triton
         torch = self.torch
-        name = torch.cuda.get_device_name() if self.device == "cuda" else "cpu (Triton interpreter)"
-        return {"device_name": name, "torch": torch.__version__, "triton": triton.__version__, "pid": os.getpid()}
+        info = {"device_name": "cpu (Triton interpreter)", "torch": torch.__version__, "triton": triton.__version__,
+                "pid": os.getpid()}
+        if self.device == "cuda":
+            info.update(device_name=torch.cuda.get_device_name(), arch=os.environ["TORCH_CUDA_ARCH_LIST"],
+                        memory_bytes=torch.cuda.get_device_properties(0).total_memory)
+        return info
 
     def send(self, **event) -> None:
         self.protocol.write(json.dumps(event, default=str) + "\n")
 
-    def handle(self, job_id: str, request: dict) -> tuple[dict, bool]:
+    def handle(self, job_id: str, request: dict, budget: int = 0) -> tuple[dict, bool]:
         from .errors import Outcome, is_out_of_memory
         from .job import Job
         from .verdict import Verdict, VerifyRequest
@@ -91,7 +98,7 @@ class Worker:
         req = VerifyRequest(**request)
         workdir = Path.cwd() / f"job_{job_id}"
         workdir.mkdir(parents=True, exist_ok=True)
-        job = Job(self, req, job_id, workdir)
+        job = Job(self, req, job_id, workdir, budget)
         verdict = Verdict(status="correct", message="", problem=req.problem_name, candidate=req.candidate_name,
                           device=self.info["device_name"], dtype=req.dtype, overrides=req.overrides)
         began = time.perf_counter()

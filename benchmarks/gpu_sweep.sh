@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The verifier's GPU regression sweep (issue #23), every wall up (bubblewrap, the answer keeper, the audit hook), in
+# two device calls of at most 9 minutes each, in a fixed order; every later change to the verifier's path runs it
+# and compares with benchmarks/RESULTS.md:
+#   bash benchmarks/gpu_sweep.sh 1   the verifier's GPU tests, then every Level 1-3 problem untimed (pass-through)
+#   bash benchmarks/gpu_sweep.sh 2   the CUDA-build batch, the repeat pairs, two workers on one GPU, a timed sample
+# (device tool, repository root, carry ["kb", ".bwrap"]: KernelBench's levels 1-3 and Debian's bwrap with its
+# libraries; RESULTS.md says how to make both). Results under $OUT; the tables: python3 benchmarks/sweep_table.py DIR
+set -uo pipefail
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+OUT="${OUT:-/tmp/ks-out}"
+mkdir -p "$OUT"
+[ -x .bwrap/bwrap ] && export PATH="$PWD/.bwrap:$PATH" LD_LIBRARY_PATH="$PWD/.bwrap/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+python3 -c "import torch, triton, sys; print('python', sys.version.split()[0], 'torch', torch.__version__,
+'triton', triton.__version__, torch.cuda.get_device_name())"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv,noheader || true
+python3 -c "from kernelsearch.verify.sandbox import bubblewrap_problem as p; print('bubblewrap:', p() or 'usable')"
+began=$(date +%s)
+case "${1:-1}" in
+1)
+    XDIST=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4")
+    KS_TEST_DEVICE=cuda timeout 150 python3 -m pytest -q -p no:cacheprovider $XDIST -rfs tests/test_hacks.py \
+        tests/test_cuda_candidates.py tests/test_timing.py tests/test_correctness.py tests/test_poison_across_jobs.py \
+        > "$OUT/pytest.log" 2>&1
+    tail -15 "$OUT/pytest.log"
+    left=$((530 - $(date +%s) + began))
+    python3 benchmarks/gpu_sweep.py untimed --deadline-s "$left" --out "$OUT" > "$OUT/sweep.log" 2>&1
+    ;;
+2)
+    python3 benchmarks/gpu_sweep.py cuda,repeat --deadline-s 300 --out "$OUT" > "$OUT/sweep.log" 2>&1
+    python3 benchmarks/gpu_sweep.py share --deadline-s 60 --out "$OUT" >> "$OUT/sweep.log" 2>&1
+    left=$((530 - $(date +%s) + began))
+    python3 benchmarks/gpu_sweep.py timed --every 20 --deadline-s "$left" --out "$OUT" >> "$OUT/sweep.log" 2>&1
+    ;;
+esac
+grep -E "deadline|Traceback|Error" "$OUT/sweep.log" | tail -5
+python3 benchmarks/sweep_table.py "$OUT" | tee "$OUT/tables.md"
+echo "left in /dev/shm: $(ls /dev/shm | grep -c kernelsearch); took $(( $(date +%s) - began )) s"

@@ -1,0 +1,37 @@
+"""CUDA C++ (load_inline) kernel for KernelBench L1 22_Tanh: one thread per element, a grid-stride loop with
+64-bit indices. One of the eight of benchmarks/gpu_sweep.sh's CUDA-build batch (built off the GPU, all at once)."""
+import torch
+import torch.nn as nn
+from torch.utils.cpp_extension import load_inline
+
+cuda_source = r"""
+#include <torch/extension.h>
+
+__global__ void tanh_act_kernel(const float* x, float* out, long n) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        float v = x[i];
+        out[i] = tanhf(v);
+    }
+}
+
+torch::Tensor tanh_act(torch::Tensor x) {
+    auto out = torch::empty_like(x);
+    long n = x.numel();
+    int blocks = (int)std::min<long>((n + 255) / 256, 65535L * 16);
+    tanh_act_kernel<<<blocks, 256>>>(x.data_ptr<float>(), out.data_ptr<float>(), n);
+    return out;
+}
+"""
+
+cpp_source = "torch::Tensor tanh_act(torch::Tensor x);"
+
+module = load_inline(name="tanh_act_ks", cpp_sources=cpp_source, cuda_sources=cuda_source, functions=["tanh_act"],
+                     verbose=False)
+
+
+class ModelNew(nn.Module):
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x):
+        return module.tanh_act(x.contiguous())

@@ -1,0 +1,37 @@
+"""CUDA C++ (load_inline) kernel for KernelBench L1 5_Matrix_scalar_multiplication: one thread per element, a grid-stride loop with
+64-bit indices. One of the eight of benchmarks/gpu_sweep.sh's CUDA-build batch (built off the GPU, all at once)."""
+import torch
+import torch.nn as nn
+from torch.utils.cpp_extension import load_inline
+
+cuda_source = r"""
+#include <torch/extension.h>
+
+__global__ void scale_kernel(const float* x, float* out, long n, float s) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        float v = x[i];
+        out[i] = v * s;
+    }
+}
+
+torch::Tensor scale(torch::Tensor x, double s) {
+    auto out = torch::empty_like(x);
+    long n = x.numel();
+    int blocks = (int)std::min<long>((n + 255) / 256, 65535L * 16);
+    scale_kernel<<<blocks, 256>>>(x.data_ptr<float>(), out.data_ptr<float>(), n, (float)s);
+    return out;
+}
+"""
+
+cpp_source = "torch::Tensor scale(torch::Tensor x, double s);"
+
+module = load_inline(name="scale_ks", cpp_sources=cpp_source, cuda_sources=cuda_source, functions=["scale"],
+                     verbose=False)
+
+
+class ModelNew(nn.Module):
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x, s):
+        return module.scale(x.contiguous(), s)
