@@ -12,8 +12,8 @@ import time
 
 import torch
 
-from kernelsearch.verify import chunks
-from kernelsearch.verify.correctness import compare, degenerate_reason
+from kernelsearch.verify.harness import chunks
+from kernelsearch.verify.harness.correctness import compare, degenerate_reason
 from kernelsearch.verify.tolerance import resolve_tolerance
 
 

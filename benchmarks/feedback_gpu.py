@@ -16,7 +16,7 @@ from kernelsearch.search.feedback import performance
 from kernelsearch.search.problem_profile import profile_problem
 from kernelsearch.search.strategies import choose
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
-from kernelsearch.verify.gpu_kernels import KERNEL_KEYS
+from kernelsearch.verify.harness.gpu_kernels import KERNEL_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS, CANDIDATES = ROOT / "tests" / "problems", ROOT / "tests" / "candidates"

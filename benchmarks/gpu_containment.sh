@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 python3 -c "import torch, triton, sys; print('python', sys.version.split()[0], 'torch', torch.__version__,
 'triton', triton.__version__, torch.cuda.get_device_name())"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv,noheader || true
-python3 -c "from kernelsearch.verify.sandbox import bubblewrap_problem as p; print('bubblewrap:', p() or 'usable')"
+python3 -c "from kernelsearch.verify.containment.sandbox import bubblewrap_problem as p; print('bubblewrap:', p() or 'usable')"
 XDIST=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4")
 KS_TEST_DEVICE=cuda timeout "${SUITE_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider $XDIST -rfs \
     tests/test_keeper.py tests/test_verify.py tests/test_hacks.py tests/test_poison_across_jobs.py \

@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 python3 -c "import torch, triton, sys; print('python', sys.version.split()[0], 'torch', torch.__version__,
 'triton', triton.__version__, torch.cuda.get_device_name())"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv,noheader || true
-python3 -c "from kernelsearch.verify.sandbox import bubblewrap_problem as p; print('bubblewrap:', p() or 'usable')"
+python3 -c "from kernelsearch.verify.containment.sandbox import bubblewrap_problem as p; print('bubblewrap:', p() or 'usable')"
 began=$(date +%s)
 case "${1:-1}" in
 1)

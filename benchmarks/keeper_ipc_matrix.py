@@ -16,19 +16,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kernelsearch.verify.namespaces import Namespaces, read_child_pid, shared_shm  # noqa: E402
-from kernelsearch.verify.sandbox import worker_env, wrap_command  # noqa: E402
+from kernelsearch.verify.containment.namespaces import Namespaces, read_child_pid, shared_shm  # noqa: E402
+from kernelsearch.verify.containment.sandbox import worker_env, wrap_command  # noqa: E402
 
 IMPORTER = r'''
 import json, os, socket, sys, traceback
-from kernelsearch.verify.namespaces import undumpable
+from kernelsearch.verify.containment.namespaces import undumpable
 if os.environ["KS_MATRIX_UNDUMPABLE"] == "1":
     undumpable()
 sock = socket.socket(fileno=int(os.environ["KS_MATRIX_FD"]))
 spec = json.loads(sock.makefile().readline())
 try:
     import torch
-    from kernelsearch.verify.keeper_link import open_cuda
+    from kernelsearch.verify.keeper.link import open_cuda
     t = open_cuda(spec)
     reply = {"sum": float(t.sum().item()), "pid": os.getpid()}
 except BaseException as e:
@@ -44,7 +44,7 @@ try:
     import torch
     x = torch.arange(1 << 20, device="cuda", dtype=torch.float32)
     step = "share (cudaIpcGetMemHandle)"
-    from kernelsearch.verify.keeper_link import describe_tensors
+    from kernelsearch.verify.keeper.link import describe_tensors
     spec = describe_tensors([x], share=True)[0]
     if "ipc" not in spec:
         raise RuntimeError("CUDA made no handle (describe_tensors left it out: the socket would carry the bytes)")

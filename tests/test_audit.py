@@ -28,7 +28,7 @@ SECRET_TEXT = "kernelsearch-test-secret-7f3a"
 CHILD = r"""
 import importlib.util, json, os, sys
 import torch, triton
-from kernelsearch.verify import audit
+from kernelsearch.verify.containment import audit
 worker, group, hooked = sys.argv[1], sys.argv[2], sys.argv[3] == "hooked"
 refusals = audit.install(audit.worker_policy(worker, "cpu")) if hooked else (lambda: [])
 spec = importlib.util.spec_from_file_location("ks_candidate_test", os.path.join(worker, "candidate.py"))
@@ -175,7 +175,7 @@ def test_torch_s_cuda_build_file(tmp_path, monkeypatch, extra_cuda_cflags, refus
     judged as ninja is started in its directory: allowed as torch writes it, refused with a candidate's flags."""
     import torch.utils.cpp_extension as cpp
 
-    from kernelsearch.verify import audit
+    from kernelsearch.verify.containment import audit
 
     build = tmp_path / "torch_extensions" / "ks_cuda"
     build.mkdir(parents=True)
@@ -210,7 +210,7 @@ def test_a_cuda_worker_notes_reads_outside_the_roots_and_refuses_the_rest(tmp_pa
         f"def write():\n    open({str(tmp_path / 'out.txt')!r}, 'w')\n"
         "def shell():\n    os.system('true')\n"
         "def native():\n    ctypes.CDLL(None)\n")
-    code = ("import importlib.util, sys\nfrom kernelsearch.verify import audit\n"
+    code = ("import importlib.util, sys\nfrom kernelsearch.verify.containment import audit\n"
             "refusals = audit.install(audit.worker_policy('.', 'cuda'))\n"
             "spec = importlib.util.spec_from_file_location('ks_candidate_cuda', 'candidate.py')\n"
             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
@@ -240,7 +240,7 @@ def test_nothing_install_leaves_leads_to_the_hook_s_state(tmp_path):
 def test_the_hook_is_installed_once(tmp_path):
     """A second install (or any other hook) is refused by the first, which stays."""
     (tmp_path / "worker").mkdir()
-    code = ("import sys; from kernelsearch.verify import audit\n"
+    code = ("import sys; from kernelsearch.verify.containment import audit\n"
             f"audit.install(audit.worker_policy({str(tmp_path / 'worker')!r}, 'cpu'))\n"
             "try:\n    audit.install(audit.worker_policy('/', 'cpu'))\nexcept PermissionError as e:\n    print(e)\n"
             "try:\n    open('/etc/passwd')\nexcept PermissionError as e:\n    print(e)\n")
@@ -255,7 +255,7 @@ def test_the_hook_code_looks_up_no_module_attribute_at_run_time():
     that replaces os.readlink or re.compile's results cannot reach the hook through them."""
     import types
 
-    from kernelsearch.verify import audit_processes, audit_rules, audit_values
+    from kernelsearch.verify.containment import audit_processes, audit_rules, audit_values
 
     modules = {name for m in (audit_values, audit_processes, audit_rules) for name, v in vars(m).items()
                if isinstance(v, types.ModuleType)}
@@ -282,7 +282,7 @@ def trial():  # stands in for the verifier's trial: the reference's answer is a 
 
 @pytest.mark.parametrize("name", ["shell_through_reduce", "answer_from_gc", "answer_from_frames"])
 def test_the_escapes_pass_the_static_checks_and_work_without_the_hook(tmp_path, name):
-    from kernelsearch.verify.static_checks import check_source
+    from kernelsearch.verify.checks.static_checks import check_source
 
     source = (ESCAPES / f"{name}.py").read_text()
     assert check_source(source).ok

@@ -13,9 +13,9 @@ import torch
 import torch.utils.cpp_extension as cpp_extension
 
 from kernelsearch.verify import PoolConfig, VerifyRequest
-from kernelsearch.verify.build_stage import BuildStage
-from kernelsearch.verify.cuda_builds import MANIFEST, Prebuilt
-from kernelsearch.verify.sandbox import bubblewrap_problem
+from kernelsearch.verify.pool.build_stage import BuildStage
+from kernelsearch.verify.worker.cuda_builds import MANIFEST, Prebuilt
+from kernelsearch.verify.containment.sandbox import bubblewrap_problem
 
 from .conftest import PROBLEMS
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kernelsearch.verify import chunks, correctness
-from kernelsearch.verify.correctness import compare, degenerate_reason, flatten
+from kernelsearch.verify.harness import chunks, correctness
+from kernelsearch.verify.harness.correctness import compare, degenerate_reason, flatten
 from kernelsearch.verify.tolerance import resolve_tolerance
 
 SHAPES = [(1,), (7,), (33, 65), (4, 3, 17), (2, 3, 5, 7)]

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from kernelsearch.verify.static_checks import check_source
+from kernelsearch.verify.checks.static_checks import check_source
 
 from .conftest import CANDIDATES, ON_GPU
 

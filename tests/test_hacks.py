@@ -5,8 +5,8 @@ import threading
 import pytest
 import torch
 
-from kernelsearch.verify.runtime_guards import Integrity
-from kernelsearch.verify.timing import roofline_floor_ms
+from kernelsearch.verify.worker.runtime_guards import Integrity
+from kernelsearch.verify.harness.gpu_timing import roofline_floor_ms
 
 from .conftest import HACKS
 

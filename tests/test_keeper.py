@@ -8,9 +8,9 @@ import torch
 
 from kernelsearch.problem import load_problem
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
-from kernelsearch.verify.keeper_link import FRESH_SEED, VARIANT_SEED, recv_message, send_message, send_tensor, \
+from kernelsearch.verify.keeper.link import FRESH_SEED, VARIANT_SEED, recv_message, send_message, send_tensor, \
     describe_tensors
-from kernelsearch.verify.keeper_process import JobRecord, KeeperProcess, unbacked
+from kernelsearch.verify.pool.keeper_process import JobRecord, KeeperProcess, unbacked
 from kernelsearch.verify.verdict import Verdict
 
 from .conftest import CANDIDATES, ON_GPU, PROBLEMS
@@ -155,14 +155,14 @@ def test_the_pool_process_does_not_load_torch():
     # which costs the pool ~250 MiB of RSS (the soak benchmark saw 22 MiB grow to 275 MiB).
     import subprocess
     import sys
-    code = "import sys, kernelsearch.verify.pool, kernelsearch.cli; print('torch' in sys.modules)"
+    code = "import sys, kernelsearch.verify.pool.worker_pool, kernelsearch.cli; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
 def test_a_shared_gpu_tensor_that_reaches_past_its_memory_is_not_opened():
     # The keeper opens a worker's output through its CUDA IPC handle only within the bytes the handle names: a
     # hostile worker cannot make it read other memory of the worker's. (Checked before any CUDA call: CPU test.)
-    from kernelsearch.verify.keeper_link import open_cuda
+    from kernelsearch.verify.keeper.link import open_cuda
     ipc = {"stride": [1], "offset": 0, "gpu": 0, "handle": "", "size_bytes": 4 * 1000, "offset_bytes": 0,
            "counter": "", "counter_offset": 0, "event": None, "event_sync": False}
     with pytest.raises(ValueError, match="reaches past"):

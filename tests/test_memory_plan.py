@@ -7,7 +7,7 @@ import pytest
 from kernelsearch.problem import load_problem
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
 from kernelsearch.verify.errors import Outcome
-from kernelsearch.verify.memory import (GiB, MAX_TIMING_SETS, VERIFIER_RESERVE, Footprint, answers_fit_on_device,
+from kernelsearch.verify.harness.memory import (GiB, MAX_TIMING_SETS, VERIFIER_RESERVE, Footprint, answers_fit_on_device,
                                        one_trial, plan_memory)
 
 from .conftest import CANDIDATES, DEVICE, PROBLEMS

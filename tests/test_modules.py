@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernelsearch.verify import modules
-from kernelsearch.verify.calls import same_values
+from kernelsearch.verify.harness import modules
+from kernelsearch.verify.harness.calls import same_values
 
 
 class Wide(torch.nn.Module):

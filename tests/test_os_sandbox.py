@@ -24,7 +24,7 @@ import pytest
 from kernelsearch.problem import load_problem
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
-from kernelsearch.verify.sandbox import (BUBBLEWRAP, SANDBOX_VARIABLE, bubblewrap_problem, os_sandbox, worker_env,
+from kernelsearch.verify.containment.sandbox import (BUBBLEWRAP, SANDBOX_VARIABLE, bubblewrap_problem, os_sandbox, worker_env,
                                          wrap_command)
 
 from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
@@ -162,7 +162,7 @@ def test_the_worker_can_still_work_in_the_sandbox(outcomes, name):
 
 
 def test_the_worker_sees_from_inside_that_it_is_sandboxed(world):
-    probe = [sys.executable, "-c", "from kernelsearch.verify.sandbox import os_sandbox; print(os_sandbox())"]
+    probe = [sys.executable, "-c", "from kernelsearch.verify.containment.sandbox import os_sandbox; print(os_sandbox())"]
     env = {**worker_env("cpu", None, world["worker"]), SANDBOX_VARIABLE: BUBBLEWRAP}
     inside = subprocess.run(wrap_command(probe, world["worker"], "cpu", env), env=env, capture_output=True,
                             text=True, timeout=60)

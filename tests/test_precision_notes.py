@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernelsearch.verify.precision_notes import dots_without_precision, tf32_warning
+from kernelsearch.verify.checks.precision_notes import dots_without_precision, tf32_warning
 
 from .conftest import CANDIDATES, ON_GPU
 

@@ -20,8 +20,8 @@ import pytest
 from kernelsearch.problem import load_problem
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
-from kernelsearch.verify.devices import DeviceError, resolve_gpus
-from kernelsearch.verify.pool import PoolStopped
+from kernelsearch.verify.pool.devices import DeviceError, resolve_gpus
+from kernelsearch.verify.pool.worker_pool import PoolStopped
 
 from .conftest import CANDIDATES, PROBLEMS
 from .openai_server import ScriptedServer, fenced
@@ -199,7 +199,8 @@ def test_a_stopped_pool_fails_its_requests_instead_of_judging_them(tmp_path):
 
 HANDLERS_WHILE_A_POOL_LIVES = """
 import signal
-from kernelsearch.verify import PoolConfig, WorkerPool, live_pools
+from kernelsearch.verify import PoolConfig, WorkerPool
+from kernelsearch.verify.pool import live_pools
 stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 with WorkerPool(PoolConfig(device="cpu")):
     during = [signal.getsignal(s) is live_pools._on_signal for s in stops]

@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from kernelsearch.problem import load_problem
-from kernelsearch.verify import PoolConfig, WorkerPool, make_request, sandbox
-from kernelsearch.verify.sandbox import limit_process, worker_env
+from kernelsearch.verify import PoolConfig, WorkerPool, make_request
+from kernelsearch.verify.containment import sandbox
+from kernelsearch.verify.containment.sandbox import limit_process, worker_env
 
 from .conftest import CANDIDATES, PROBLEMS
 

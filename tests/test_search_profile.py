@@ -14,7 +14,7 @@ from kernelsearch.search.problem_profile import ProblemProfile, from_ops, from_s
 from kernelsearch.search.problem_trace import trace
 from kernelsearch.search.strategies import choose
 from kernelsearch.verify import Verdict
-from kernelsearch.verify.gpu_kernels import KERNELS_KEPT, kernel_table
+from kernelsearch.verify.harness.gpu_kernels import KERNELS_KEPT, kernel_table
 from kernelsearch.verify.tolerance import resolve_tolerance
 
 from .conftest import PROBLEMS
@@ -278,7 +278,7 @@ def test_profiled_kernels_become_a_table_per_call_the_longest_first():
 def test_without_a_gpu_the_kernel_breakdown_is_skipped_and_said_so():
     import torch
 
-    from kernelsearch.verify.measure import _profile_kernels
+    from kernelsearch.verify.worker.timing_step import _profile_kernels
     if torch.cuda.is_available():
         pytest.skip("this checks the CPU's degradation")
     verdict = Verdict("correct", "", timing={"candidate": {"median_ms": 1.0}})

@@ -5,7 +5,7 @@ import pytest
 
 from kernelsearch.attention.generate import generate
 from kernelsearch.attention.spec import load_spec
-from kernelsearch.verify.static_checks import check_source
+from kernelsearch.verify.checks.static_checks import check_source
 
 from .conftest import CANDIDATES
 

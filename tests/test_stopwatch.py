@@ -1,7 +1,7 @@
 """The verdict's step_s: seconds by step, a step inside another counted once."""
 import time
 
-from kernelsearch.verify.stopwatch import Stopwatch
+from kernelsearch.verify.harness.stopwatch import Stopwatch
 
 
 def test_inner_steps_are_left_out_of_the_outer_step_and_repeats_add_up():

@@ -6,8 +6,8 @@ import torch
 
 from kernelsearch.search.feedback import performance
 from kernelsearch.verify.errors import Outcome
-from kernelsearch.verify.measure import judge_floor
-from kernelsearch.verify.timing import Samples, narrow, peaks_of, roofline_floor_ms, speedup, summarize, work_of_call
+from kernelsearch.verify.worker.timing_step import judge_floor
+from kernelsearch.verify.harness.gpu_timing import Samples, narrow, peaks_of, roofline_floor_ms, speedup, summarize, work_of_call
 from kernelsearch.verify.verdict import Timing, Verdict
 
 
@@ -71,7 +71,7 @@ def test_the_search_reads_a_measured_launch_bound_as_the_bound():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_a_slow_launch_is_timed_apart_from_the_gpu_work_it_launches():
-    from kernelsearch.verify.timing import time_interleaved
+    from kernelsearch.verify.harness.gpu_timing import time_interleaved
     import time as clock
 
     torch.cuda._sleep(1000)

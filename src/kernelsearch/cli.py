@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     _document(commands)
     args = parser.parse_args(argv)
     from . import commands, run_commands, search_commands
-    from .verify.live_pools import Stopped
+    from .verify.pool.live_pools import Stopped
 
     handlers = {"attention": commands.run_attention, "verify": commands.run_verify, "mcp": commands.run_mcp,
                 "solve": search_commands.run_solve, "bench": search_commands.run_bench,

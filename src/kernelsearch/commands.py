@@ -72,7 +72,7 @@ def run_mcp(args) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     from .agents.server import ServerSettings, serve
-    from .verify.devices import DeviceError, resolve_device, resolve_gpus
+    from .verify.pool.devices import DeviceError, resolve_device, resolve_gpus
 
     try:
         if args.gpus and not all(g.strip().isdigit() for g in args.gpus.split(",")):
@@ -88,7 +88,7 @@ def run_mcp(args) -> int:
         return EXIT_USAGE
     import signal
 
-    from .verify.live_pools import Stopped
+    from .verify.pool.live_pools import Stopped
 
     # Ctrl-C stops the server like SIGTERM does (live_pools raises Stopped); asyncio's own handler would only
     # cancel the main task, which then waits for the stdin reader, i.e. for the client to close the pipe.

@@ -85,7 +85,7 @@ def _search(client, pool_config, run_dir: Path, work, create=None, made_here: bo
     from .llm.client import LLMError
     from .search.display import Display
     from .scale import open_pool
-    from .verify.live_pools import Stopped
+    from .verify.pool.live_pools import Stopped
 
     if client.config.api_key_env:  # whatever the variable is called, candidates never see it
         pool_config = replace(pool_config, hidden_env=(*pool_config.hidden_env, client.config.api_key_env))
@@ -128,7 +128,7 @@ def run_solve(args) -> int:
     from .shrink import fit_interpreter
     from .store import StoreError
     from .verify import PoolConfig
-    from .verify.gpu_share import WORKERS_PER_GPU
+    from .verify.pool.gpu_share import WORKERS_PER_GPU
 
     run, made_here, spec, seed = None, False, None, None
     try:
@@ -205,7 +205,7 @@ def run_bench(args) -> int:
     from .suites import load_suite
     from .scale import describe_backend, open_pool
     from .verify import PoolConfig, resolve_device
-    from .verify.gpu_share import WORKERS_PER_GPU
+    from .verify.pool.gpu_share import WORKERS_PER_GPU
     from .verify.tolerance import check_settings, describe_settings
 
     made_here = False  # a new bench directory that this command creates

@@ -44,7 +44,7 @@ def measure(source: str) -> Work:
     """The work of one call of the problem in `source`, on the meta device (nothing allocated, nothing run)."""
     import torch
 
-    from .verify.work_estimate import estimate_work
+    from .verify.worker.work_estimate import estimate_work
 
     namespace: dict = {"__name__": "kernelsearch_problem"}
     try:

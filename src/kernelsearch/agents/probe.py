@@ -46,7 +46,7 @@ def describe_problem(request: dict) -> dict:
     """Shapes, work and the reference's time for one problem on this process's device."""
     import torch
 
-    from ..verify.work_estimate import estimate_work
+    from ..verify.worker.work_estimate import estimate_work
 
     problem = load_module(request["problem_source"], "problem")
     elements, flops = estimate_work(problem)
@@ -60,7 +60,7 @@ def describe_problem(request: dict) -> dict:
     else:
         answer["reference"] = time_reference(problem, device, request.get("seed", 42))
     if device == "cuda":
-        from ..verify.timing import roofline_floor_ms
+        from ..verify.harness.gpu_timing import roofline_floor_ms
         answer["roofline_floor_ms"] = roofline_floor_ms(flops, 4 * elements, "fp32", answer["device_name"])
     return answer
 
@@ -93,7 +93,7 @@ def time_reference(problem, device: str, seed: int) -> dict:
     """The reference's median time per call: CUDA events (verify.timing) on a GPU, the wall clock on the CPU."""
     import torch
 
-    from ..verify.calls import Calls
+    from ..verify.harness.calls import Calls
     from ..verify.errors import Outcome
 
     try:
@@ -102,7 +102,7 @@ def time_reference(problem, device: str, seed: int) -> dict:
         inputs = Calls(torch, device, torch.float32, None, None).inputs(problem, seed)
         with torch.no_grad():
             if device == "cuda":
-                from ..verify.timing import summarize, time_interleaved
+                from ..verify.harness.gpu_timing import summarize, time_interleaved
                 times = time_interleaved({"reference": model}, [inputs])["reference"]
                 return {**summarize(times), "method": "CUDA events, L2 flushed (verify.timing)"}
             model(*inputs)  # the first call allocates and warms caches
@@ -127,10 +127,10 @@ def profile_candidate(request: dict) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from ..verify.calls import Calls
-    from ..verify.gpu_kernels import own_kernel_names
-    from ..verify.modules import DTYPES
-    from ..verify.timing import roofline_floor_ms, summarize, time_interleaved, work_of_call
+    from ..verify.harness.calls import Calls
+    from ..verify.harness.gpu_kernels import own_kernel_names
+    from ..verify.harness.modules import DTYPES
+    from ..verify.harness.gpu_timing import roofline_floor_ms, summarize, time_interleaved, work_of_call
 
     seed, dtype_name = request.get("seed", 42), request["dtype"]
     dtype = getattr(torch, DTYPES[dtype_name])

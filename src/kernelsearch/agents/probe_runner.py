@@ -13,11 +13,11 @@ from pathlib import Path
 
 import anyio
 
-from ..verify import live_pools
-from ..verify.child_events import kill_group
-from ..verify.pool import WorkerPool
-from ..verify.pool_worker import death_message
-from ..verify.sandbox import limit_process, worker_env, wrap_command
+from ..verify.pool import live_pools
+from ..verify.pool.child_events import kill_group
+from ..verify.pool.worker_pool import WorkerPool
+from ..verify.pool.worker_process import death_message
+from ..verify.containment.sandbox import limit_process, worker_env, wrap_command
 
 LOG_TAIL = 1500  # characters of the probe's stderr kept for an error message
 

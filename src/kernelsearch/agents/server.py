@@ -20,7 +20,7 @@ from pydantic import Field
 from ..attention.spec import SpecError
 from ..attention.trace import TraceError
 from ..problem import ProblemError
-from ..verify.devices import DeviceError
+from ..verify.pool.devices import DeviceError
 from ..verify.tolerance import DEFAULT_PROFILE, DTYPES, PROFILES, ToleranceError
 from ..verify.verdict import RULES
 from .arguments import ArgumentError

@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 
 from ..verify import PoolConfig, Verdict, VerifyRequest, WorkerPool, make_request
-from ..verify.static_checks import check_source
+from ..verify.checks.static_checks import check_source
 from ..verify.tolerance import DEFAULT_PROFILE, DTYPES, check_settings
 from ..verify.verdict import RULES
 from ..verify.verdict import Status, format_verdict

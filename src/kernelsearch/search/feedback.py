@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..verify.gpu_kernels import KERNEL_KEYS
+from ..verify.harness.gpu_kernels import KERNEL_KEYS
 from ..verify.verdict import Verdict
 
 # A kernel launch from Python costs ~5-20 us on an H100 (Triton's launcher ~10 us): where the launches alone
@@ -78,7 +78,7 @@ def _peaks(device: str, dtype: str, roofline: dict) -> dict | None:
         return {"bandwidth": roofline["peak_bandwidth"], dtype: roofline["peak_flops"]}
     if not device or device == "cpu":
         return None
-    from ..verify.timing import PEAKS
+    from ..verify.harness.gpu_timing import PEAKS
     return next((p for name, p in PEAKS.items() if name in device), None)
 
 

@@ -167,7 +167,7 @@ def from_ops(ops: list[str], op_calls: int, **fields) -> ProblemProfile:
 async def profile_problem(source: str, dtype: str = "fp32", timeout_s: float = PROFILE_TIMEOUT_S) -> ProblemProfile:
     """The profile of a problem (give the source at its original sizes: a --set that shrank it for the CPU does
     not change what the kernel is for). Traced in a child process; from the source's names if that fails."""
-    from ..verify.sandbox import worker_env
+    from ..verify.containment.sandbox import worker_env
 
     with tempfile.TemporaryDirectory(prefix="ks-profile-") as workdir:
         proc = await asyncio.create_subprocess_exec(

@@ -17,10 +17,10 @@ def trace(source: str, dtype_name: str) -> dict:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from ..verify.modules import DTYPES
-    from ..verify.timing import work_of_call
+    from ..verify.harness.modules import DTYPES
+    from ..verify.harness.gpu_timing import work_of_call
 
-    from ..verify.memory import tensor_bytes
+    from ..verify.harness.memory import tensor_bytes
 
     dtype = getattr(torch, DTYPES[dtype_name])
     names: list[str] = []

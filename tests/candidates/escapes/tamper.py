@@ -20,9 +20,9 @@ def spy(original):
 
 
 def switch_off_then_escape():
-    rules = sys.modules["kernelsearch.verify.audit_rules"]
-    processes = sys.modules["kernelsearch.verify.audit_processes"]
-    audit = sys.modules["kernelsearch.verify.audit"]
+    rules = sys.modules["kernelsearch.verify.containment.audit_rules"]
+    processes = sys.modules["kernelsearch.verify.containment.audit_processes"]
+    audit = sys.modules["kernelsearch.verify.containment.audit"]
     for module in (rules, processes):
         module.WORKER_DIR, module.READ_ROOTS, module.EXEC_ROOTS = "", ("/",), ("/",)
     rules.WATCHED, rules.ALWAYS_REFUSED, rules.LOG_READS = frozenset(), {}, True
@@ -51,7 +51,7 @@ def switch_off_then_escape():
 def what_install_left_within_reach():
     """Every object install() leaves reachable: none leads to the hook's sealed globals (its policy, its record)."""
     import subprocess
-    audit = sys.modules["kernelsearch.verify.audit"]
+    audit = sys.modules["kernelsearch.verify.containment.audit"]
     stand_in = subprocess._fork_exec
     return {
         "fork_exec replaced everywhere": sys.modules["_posixsubprocess"].fork_exec is stand_in,

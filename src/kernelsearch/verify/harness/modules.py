@@ -8,7 +8,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from .errors import Outcome, describe
+from ..errors import Outcome, describe
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # --dtype -> torch's name
 # A model with this many parameters is initialized on the device: KernelBench L3 2_ShallowWideMLP's 2.1G took

@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .child_events import kill_group, next_event, read_events
-from .cuda_builds import CACHE_VARIABLE
+from ..worker.cuda_builds import CACHE_VARIABLE
 from .keeper_process import KeeperProcess, KeeperStartError, unbacked
-from .namespaces import shared_shm
-from .sandbox import BUBBLEWRAP, SANDBOX_VARIABLE, containment, limit_process, worker_env, wrap_command
-from .static_checks import check_source
-from .verdict import Verdict, VerifyRequest
+from ..containment.namespaces import shared_shm
+from ..containment.sandbox import BUBBLEWRAP, SANDBOX_VARIABLE, containment, limit_process, worker_env, wrap_command
+from ..checks.static_checks import check_source
+from ..verdict import Verdict, VerifyRequest
 
 if TYPE_CHECKING:
-    from .pool import WorkerPool
+    from .worker_pool import WorkerPool
 
 
 class PoolStopped(RuntimeError):

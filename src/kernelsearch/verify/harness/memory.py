@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from .errors import Outcome
+from ..errors import Outcome
 from .stopwatch import Stopwatch
 
 GiB = 1 << 30

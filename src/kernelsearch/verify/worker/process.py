@@ -18,17 +18,17 @@ def main() -> None:
     protocol = os.fdopen(int(os.environ["KS_RESPONSE_FD"]), "w", buffering=1)
     os.dup2(2, 1)  # anything printed from here on lands in the worker log
     worker = Worker(device=os.environ.get("KS_DEVICE", "cpu"), protocol=protocol)
-    from .keeper_link import KeeperLink
+    from ..keeper.link import KeeperLink
     # the answer keeper's socket, made an object before the audit hook refuses sockets
     worker.keeper = KeeperLink(socket.socket(fileno=int(os.environ["KS_KEEPER_FD"])), worker.device)
-    from .sandbox import network_isolated, os_sandbox
+    from ..containment.sandbox import network_isolated, os_sandbox
     where = os_sandbox()  # before the audit hook, which refuses the /proc/1 reads this needs
     # The run-time wall (audit.py): installed before the first request, never removed; refusals also go to the
     # pool as {"event": "refused"} lines on the protocol descriptor. On by default on the CPU and the GPU;
     # KS_AUDIT=off turns it off (tests use it to show what the other walls hold alone).
     audit = os.environ.get("KS_AUDIT") or "on"
     if audit == "on":
-        from .audit import install, worker_policy
+        from ..containment.audit import install, worker_policy
         from .cuda_builds import CACHE_VARIABLE
         built = tuple(filter(None, [os.environ.get(CACHE_VARIABLE)]))  # the build stage's modules, read-only
         worker.refusals = install(worker_policy(Path.cwd(), worker.device, report_fd=protocol.fileno(),
@@ -53,10 +53,11 @@ class Worker:
         import torch.utils.flop_counter  # noqa: F401
         import triton  # noqa: F401  (imported before any candidate, so its launch path can be counted)
 
-        from . import (calls, chunks, correctness, cuda_builds, errors, extra_checks, gpu_kernels, job, measure, memory,
-                       mismatch, timing, tolerance)
-        from .measure import CompiledBaselines
+        from .. import errors, tolerance
+        from ..harness import calls, chunks, correctness, gpu_kernels, gpu_timing, memory, mismatch
+        from . import cuda_builds, extra_checks, job, timing_step
         from .runtime_guards import Integrity, LaunchCounter
+        from .timing_step import CompiledBaselines
 
         self.torch, self.protocol, self.device = torch, protocol, device
         torch.backends.cuda.matmul.allow_tf32 = False  # the reference is the standard: true fp32
@@ -70,7 +71,8 @@ class Worker:
         self.counter = LaunchCounter()
         self.counter.install(self.prebuilt)
         self.integrity = Integrity(extra_modules=[calls, chunks, correctness, cuda_builds, errors, extra_checks,
-                                                  gpu_kernels, job, measure, memory, mismatch, timing, tolerance])
+                                                  gpu_kernels, gpu_timing, job, memory, mismatch, timing_step,
+                                                  tolerance])
         self.compiled = CompiledBaselines()  # torch.compile'd references, compiled once per problem
         self.info = self.describe()
         self.jobs = 0
@@ -91,9 +93,9 @@ class Worker:
         self.protocol.write(json.dumps(event, default=str) + "\n")
 
     def handle(self, job_id: str, request: dict, budget: int = 0) -> tuple[dict, bool]:
-        from .errors import Outcome, is_out_of_memory
+        from ..errors import Outcome, is_out_of_memory
         from .job import Job
-        from .verdict import Verdict, VerifyRequest
+        from ..verdict import Verdict, VerifyRequest
 
         req = VerifyRequest(**request)
         workdir = Path.cwd() / f"job_{job_id}"
@@ -165,7 +167,3 @@ def clear_worker_dir() -> None:
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
-
-
-if __name__ == "__main__":
-    main()

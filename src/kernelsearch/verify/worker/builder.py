@@ -23,10 +23,10 @@ def main() -> None:
     import torch  # noqa: F401  (before the wall: its import reads files all over the prefix)
     import torch.utils.cpp_extension as cpp_extension
 
-    from .audit import install, worker_policy
+    from ..containment.audit import install, worker_policy
     from .cuda_builds import build_call, build_key, target_arch
-    from .errors import classify
-    from .modules import import_source
+    from ..errors import classify
+    from ..harness.modules import import_source
 
     workdir = Path.cwd()
     install(worker_policy(workdir, "cpu"))

@@ -113,7 +113,7 @@ def compile_only(job, v, init_inputs) -> None:
     with `compiled` (it builds; nothing ran) or `compile_error`."""
     import torch.utils.cpp_extension as cpp_extension
 
-    from .errors import Outcome
+    from ..errors import Outcome
 
     job.send_phase("compile")
     builds: list = []

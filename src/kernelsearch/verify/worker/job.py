@@ -10,15 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from .calls import Calls
-from .cuda_build import compile_only
-from .errors import Outcome, describe, problem_call
+from ..harness.calls import Calls
+from .compile_only import compile_only
+from ..errors import Outcome, describe, problem_call
 from .extra_checks import check_contribution, check_determinism, check_variant
-from .keeper_link import TIMING_SEED
-from .memory import MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory
-from .modules import DTYPES, build_model, import_source, load_problem
-from .precision_notes import tf32_warning
-from .stopwatch import Stopwatch
+from ..keeper.link import TIMING_SEED
+from ..harness.memory import MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory
+from ..harness.modules import DTYPES, build_model, import_source, load_problem
+from ..checks.precision_notes import tf32_warning
+from ..harness.stopwatch import Stopwatch
 
 # The first call compiles Triton kernels (autotuning tries many configurations on a GPU; the interpreter on the
 # CPU runs ~1000x slower than torch), so its limit is a floor plus a multiple of the reference's own time; a
@@ -62,7 +62,7 @@ class Job:
 
     # ---- the steps, top to bottom ------------------------------------------------------------------------
     def run(self, v) -> None:
-        from .static_checks import check_source
+        from ..checks.static_checks import check_source
 
         req = self.req
         v.tolerance = self.tolerance.describe()
@@ -138,7 +138,7 @@ class Job:
         if self.device != "cuda":
             v.timing_unavailable = "no GPU: timing needs CUDA (the interpreter's speed means nothing)"
         elif req.timing:
-            from .measure import time_candidate
+            from .timing_step import time_candidate
             self.send_phase("timing")
             beside = self.budget and not self.take_gpu_alone()
             with self.clock("timing"):
@@ -189,7 +189,7 @@ class Job:
     def judge(self, outs: list, seed: int, kind: str) -> dict:
         """The keeper's comparison of the outputs with its answers for (seed, kind). On a GPU the allocator's
         cached blocks go back first: the keeper may need the room to compute the answers."""
-        from .memory import tensor_bytes
+        from ..harness.memory import tensor_bytes
 
         if self.device == "cuda":
             self.torch.cuda.empty_cache()
@@ -224,7 +224,7 @@ class Job:
 
     def compare(self, outs: list, expected: list) -> dict:
         """Outputs against other outputs of the candidate's (the determinism check), at the request's tolerance."""
-        from .correctness import compare
+        from ..harness.correctness import compare
         return compare(outs, expected, self.tolerance, device=self.device)
 
     # ---- problem side --------------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ class Job:
     def first_call(self, v, problem, model_new) -> None:
         """The first forward compiles Triton kernels; its output is not judged. On a GPU it runs under the
         profiler, so that the kernels it launched can be named."""
-        from .gpu_kernels import count_own_gpu_kernels, gpu_profiler
+        from ..harness.gpu_kernels import count_own_gpu_kernels, gpu_profiler
         from .runtime_guards import OpRecorder
 
         torch = self.torch

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .memory import Footprint, answers_fit_on_device
+from ..harness.memory import Footprint, answers_fit_on_device
 
 WORKERS_PER_GPU = 2  # what solve and bench start; verify starts one (one candidate)
 

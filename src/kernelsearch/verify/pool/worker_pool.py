@@ -15,9 +15,9 @@ from . import live_pools
 from .build_stage import BuildStage
 from .devices import resolve_device, resolve_gpus
 from .gpu_share import GpuShare
-from .pool_worker import PoolStopped, PoolWorker
-from .sandbox import bubblewrap_problem
-from .verdict import Verdict, VerifyRequest
+from .worker_process import PoolStopped, PoolWorker
+from ..containment.sandbox import bubblewrap_problem
+from ..verdict import Verdict, VerifyRequest
 
 # CUDA C++ builds at once: each runs nvcc and the host compiler side by side (build_stage.JOBS_PER_BUILD)
 MAX_BUILD_SLOTS = 8

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Callable
 
 from .child_events import kill_group, next_event, read_events
-from .keeper_link import FRESH_SEED, VARIANT_SEED
-from .namespaces import Namespaces, read_child_pid
-from .sandbox import limit_process, worker_env
+from ..keeper.link import FRESH_SEED, VARIANT_SEED
+from ..containment.namespaces import Namespaces, read_child_pid
+from ..containment.sandbox import limit_process, worker_env
 
 JOB_DONE_WAIT_S = 30.0  # the keeper says a job is done as the worker's last message reaches it: normally at once
 

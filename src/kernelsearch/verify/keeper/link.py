@@ -7,8 +7,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from .errors import Outcome
-from .memory import Footprint
+from ..errors import Outcome
+from ..harness.memory import Footprint
 
 HEADER = struct.Struct("!I")  # each message: its length, then that many bytes of JSON
 MAX_MESSAGE_BYTES = 1 << 20  # a header names shapes and dtypes; a bigger one is a broken or hostile peer
@@ -123,7 +123,7 @@ def _unb64(text: str | None) -> bytes | None:
 
 def send_tensor(sock: socket.socket, t) -> None:
     """A tensor's values in row-major order, a chunk at a time (a chunk's host copy is the only extra memory)."""
-    from .chunks import CHUNK_ELEMENTS
+    from ..harness.chunks import CHUNK_ELEMENTS
 
     flat = t.detach().reshape(-1)
     for start in range(0, flat.numel(), CHUNK_ELEMENTS):

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Callable
 
 from .child_events import kill_group
-from .cuda_builds import MANIFEST
-from .sandbox import limit_process, worker_env, wrap_command
-from .static_checks import check_source
-from .verdict import Verdict, VerifyRequest
+from ..worker.cuda_builds import MANIFEST
+from ..containment.sandbox import limit_process, worker_env, wrap_command
+from ..checks.static_checks import check_source
+from ..verdict import Verdict, VerifyRequest
 
 # nvcc and the host compiler are single-threaded; ninja runs a build's two files (C++, CUDA) side by side.
 JOBS_PER_BUILD = 2
@@ -100,7 +100,7 @@ class BuildStage:
         env.pop("TRITON_INTERPRET", None)
         read_fd, write_fd = os.pipe()
         env["KS_RESPONSE_FD"] = str(write_fd)
-        argv = [sys.executable, "-m", "kernelsearch.verify.builder"]
+        argv = [sys.executable, "-m", "kernelsearch.verify.worker.builder"]
         if self.pool.sandbox_problem is None:
             argv = wrap_command(argv, workdir, "cpu", env, cfg.hidden_paths)
         log_path = workdir / "build.log"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .errors import Outcome, describe
-from .keeper_link import FRESH_SEED, TIMING_SEED
-from .gpu_kernels import KERNEL_KEYS, kernel_times
-from .timing import (METHOD, measured_peaks, peaks_of, roofline_floor_ms, speedup, summarize, time_interleaved,
+from ..errors import Outcome, describe
+from ..keeper.link import FRESH_SEED, TIMING_SEED
+from ..harness.gpu_kernels import KERNEL_KEYS, kernel_times
+from ..harness.gpu_timing import (METHOD, measured_peaks, peaks_of, roofline_floor_ms, speedup, summarize, time_interleaved,
                      work_of_call)
-from .verdict import Status
+from ..verdict import Status
 
 COMPILED_KEPT = 2  # torch.compile'd references kept per worker (a search times one problem again and again)
 

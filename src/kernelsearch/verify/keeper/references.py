@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 from dataclasses import dataclass
 
-from .memory import Footprint, GiB
+from ..harness.memory import Footprint, GiB
 
 # Copying an answer back from host memory runs at about 8 GB/s (pageable, H100 host): for a reference that is
 # cheaper to recompute than that (an elementwise op over 6 GiB takes ~10 ms), recomputing wins.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 
-from .errors import Outcome, describe
+from ..errors import Outcome, describe
 
 
 def gpu_profiler(v):

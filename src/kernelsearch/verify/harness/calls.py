@@ -6,7 +6,7 @@ import contextlib
 import time
 
 from .chunks import CHUNK_ELEMENTS as EQUAL_CHUNK
-from .errors import Outcome, classify, describe
+from ..errors import Outcome, classify, describe
 from .memory import Poison, held_tensors
 from .stopwatch import Stopwatch
 

@@ -17,8 +17,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from .keeper_link import LinkClosed, compared_seeds, recv_message, recv_tensor, send_message
-from .namespaces import undumpable
+from .link import LinkClosed, compared_seeds, recv_message, recv_tensor, send_message
+from ..containment.namespaces import undumpable
 
 
 def main() -> None:
@@ -61,8 +61,8 @@ class Keeper:
 
     def serve(self, job_id: str, request: dict, budget: int = 0) -> None:
         """Answer the worker's messages about this job until it says the job is done."""
-        from .errors import Outcome
-        from .verdict import VerifyRequest
+        from ..errors import Outcome
+        from ..verdict import VerifyRequest
 
         job = KeeperJob(self, VerifyRequest(**request), job_id, budget)
         try:
@@ -92,7 +92,7 @@ class KeeperJob:
     """One job's reference: built on its first request, its answers computed on demand and held in host memory."""
 
     def __init__(self, keeper: Keeper, req, job_id: str, budget: int = 0):
-        from .modules import DTYPES
+        from ..harness.modules import DTYPES
 
         self.k, self.req, self.id = keeper, req, job_id
         self.budget = budget  # device bytes this job may plan with when it shares the GPU (gpu_share.py); 0: all
@@ -110,7 +110,7 @@ class KeeperJob:
         self.reference_s, self.reference_calls = 0.0, 0
 
     def handle(self, message: dict) -> None:
-        from .errors import Outcome
+        from ..errors import Outcome
 
         op = message.get("op")
         if op == "prepare":
@@ -131,8 +131,8 @@ class KeeperJob:
         """The first trials' answers (the first call measures the footprint), and what the worker needs to know
         of them: footprint, what the reference does to its inputs, its time, whether it is degenerate, and the
         device memory the answers held now take (the worker's memory plan counts them)."""
-        from .correctness import degenerate_reason
-        from .memory import tensor_bytes
+        from ..harness.correctness import degenerate_reason
+        from ..harness.memory import tensor_bytes
 
         refs = []
         for t in range(min(2, self.req.trials)):
@@ -154,10 +154,10 @@ class KeeperJob:
     def model(self, which: str) -> tuple:
         """The problem (or its second shape) loaded and its reference built from the request's seed."""
         if which not in self.models:
-            from .calls import Calls
-            from .errors import problem_call
-            from .modules import build_model, import_source, load_problem
-            from .memory import Poison
+            from ..harness.calls import Calls
+            from ..errors import problem_call
+            from ..harness.modules import build_model, import_source, load_problem
+            from ..harness.memory import Poison
 
             source = self.req.problem_source if which == "problem" else self.req.variant_source
             self.workdir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +172,7 @@ class KeeperJob:
     def answers(self, seed: int, kind: str) -> list:
         """The reference's outputs for (seed, kind): held for this job, cached (host copies), or computed now and
         kept where this job keeps its answers (on the device where they fit)."""
-        from .memory import tensor_bytes
+        from ..harness.memory import tensor_bytes
         from .references import ReferenceBehaviour
 
         if (seed, kind) in self.held:
@@ -209,7 +209,7 @@ class KeeperJob:
         """Whether this job's answers stay on the device (decided once, at its first answers, from the footprint
         and the device memory free with those answers counted as free)."""
         if self.on_device is None:
-            from .memory import answers_fit_on_device, device_free_bytes, tensor_bytes
+            from ..harness.memory import answers_fit_on_device, device_free_bytes, tensor_bytes
 
             held = [a for kept in self.held.values() for a in kept if a.device.type == "cuda"]
             free = device_free_bytes() + tensor_bytes(answers) + tensor_bytes(held)
@@ -221,8 +221,8 @@ class KeeperJob:
     def measure(self, calls, reference, pristine):
         """The reference's first call, measuring its footprint for the worker's memory plan (intermediates only
         on a GPU, where the allocator counts them)."""
-        from .errors import Outcome
-        from .memory import Footprint, tensor_bytes
+        from ..errors import Outcome
+        from ..harness.memory import Footprint, tensor_bytes
 
         torch, on_gpu = self.torch, self.k.device == "cuda"
         params = tensor_bytes([*reference.parameters(), *reference.buffers()])
@@ -245,7 +245,7 @@ class KeeperJob:
 
     # ---- the comparison -----------------------------------------------------------------------------------
     def compare(self, seed: int, kind: str, specs: list) -> None:
-        from .correctness import compare
+        from ..harness.correctness import compare
 
         refs = self.answers(seed, kind)
         self.compared.add((seed, kind))
@@ -271,7 +271,7 @@ class KeeperJob:
     def shared_outputs(self, specs: list) -> list | None:
         """The worker's GPU outputs read in place through CUDA IPC, or None where they were not shared or do not
         open (inside bubblewrap's namespaces, say): then they come through the socket."""
-        from .keeper_link import open_cuda
+        from .link import open_cuda
 
         if self.k.device != "cuda" or not all("ipc" in spec for spec in specs):
             return None
@@ -315,7 +315,3 @@ def _fits(specs: list, refs: list, device: str) -> str:
         if spec.get("device") != device:
             return f"{name} is on {spec.get('device')}, expected {device}"
     return ""
-
-
-if __name__ == "__main__":
-    main()

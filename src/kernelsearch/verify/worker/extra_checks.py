@@ -3,10 +3,10 @@ skipped (do they compute the output at all?), and a second input shape (hard-cod
 be built again at that shape from the same seed."""
 from __future__ import annotations
 
-from .errors import Outcome, problem_call
-from .keeper_link import CONTRIBUTION_SEED, VARIANT_SEED
-from .memory import held_tensors
-from .verdict import Status
+from ..errors import Outcome, problem_call
+from ..keeper.link import CONTRIBUTION_SEED, VARIANT_SEED
+from ..harness.memory import held_tensors
+from ..verdict import Status
 
 
 def check_determinism(job, v, problem, model_new, first_output) -> None:
