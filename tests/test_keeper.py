@@ -155,7 +155,7 @@ def test_the_pool_process_does_not_load_torch():
     # which costs the pool ~250 MiB of RSS (the soak benchmark saw 22 MiB grow to 275 MiB).
     import subprocess
     import sys
-    code = "import sys, kernelsearch.verify.pool.worker_pool, kernelsearch.cli; print('torch' in sys.modules)"
+    code = "import sys, kernelsearch.verify.pool, kernelsearch.cli; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 

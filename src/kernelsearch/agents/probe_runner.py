@@ -15,7 +15,7 @@ import anyio
 
 from ..verify.pool import live_pools
 from ..verify.pool.child_events import kill_group
-from ..verify.pool.worker_pool import WorkerPool
+from ..verify.pool import WorkerPool
 from ..verify.pool.worker_process import death_message
 from ..verify.containment.sandbox import limit_process, worker_env, wrap_command
 

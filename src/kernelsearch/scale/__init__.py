@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from ..verify.pool.worker_pool import PoolConfig, WorkerPool
+from ..verify.pool import PoolConfig, WorkerPool
 
 
 def open_pool(config: PoolConfig, ray_address: str | None = None):

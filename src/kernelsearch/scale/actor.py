@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import ray
 
-from ..verify.pool.worker_pool import PoolConfig, WorkerPool
+from ..verify.pool import PoolConfig, WorkerPool
 from ..verify.verdict import VerifyRequest
 
 

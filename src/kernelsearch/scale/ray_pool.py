@@ -13,7 +13,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskErro
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..verify.pool import live_pools
-from ..verify.pool.worker_pool import PoolConfig, PoolStopped
+from ..verify.pool import PoolConfig, PoolStopped
 from ..verify.verdict import Verdict, VerifyRequest
 from .actor import RemoteVerifier
 from .cluster import Cluster, cluster_device, connect, disconnect, one_line

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..problem import Problem
-from .pool.worker_pool import PoolConfig, WorkerPool, resolve_device
+from .pool import PoolConfig, WorkerPool, resolve_device
 from .verdict import STATUSES, Verdict, VerifyRequest
 
 __all__ = ["PoolConfig", "WorkerPool", "Verdict", "VerifyRequest", "STATUSES", "make_request", "resolve_device"]

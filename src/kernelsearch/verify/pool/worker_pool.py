@@ -1,4 +1,4 @@
-"""Warm worker processes, one or more per GPU: submit a candidate, get a verdict (each worker: pool_worker.py;
+"""Warm worker processes, one or more per GPU: submit a candidate, get a verdict (each worker: worker_process.py;
 several on one GPU: gpu_share.py; CUDA C++ built before it reaches one: build_stage.py)."""
 from __future__ import annotations
 
@@ -8,40 +8,19 @@ import shutil
 import tempfile
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..containment.sandbox import bubblewrap_problem
+from ..verdict import Verdict, VerifyRequest
 from . import live_pools
 from .build_stage import BuildStage
+from .config import PoolConfig, WorkerSettings
 from .devices import resolve_device, resolve_gpus
 from .gpu_share import GpuShare
 from .worker_process import PoolStopped, PoolWorker
-from ..containment.sandbox import bubblewrap_problem
-from ..verdict import Verdict, VerifyRequest
 
 # CUDA C++ builds at once: each runs nvcc and the host compiler side by side (build_stage.JOBS_PER_BUILD)
 MAX_BUILD_SLOTS = 8
-
-
-@dataclass
-class PoolConfig:
-    device: str = "auto"  # auto | cuda | cpu
-    gpus: list[int] | None = None  # cuda: which GPUs; default all visible
-    workers_per_gpu: int = 1  # cuda: workers sharing each GPU (gpu_share.py); solve and bench start 2
-    cpu_workers: int = 1
-    build_slots: int | None = None  # cuda: CUDA C++ builds at once off the GPU (None: half the cores, at most 8)
-    compile_timeout_s: float = 300.0  # import + build + first call (load_inline cold builds take ~90 s)
-    run_timeout_s: float = 300.0  # trials, extra checks and timing
-    start_timeout_s: float = 180.0  # spawn, import torch, create the CUDA context
-    recycle_after: int = 50  # jobs per worker process before a fresh one
-    memory_limit_gb: float | None = 16.0  # address-space cap for CPU workers (not applied on GPU)
-    file_limit_gb: float = 4.0
-    workdir: str | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
-    hidden_env: tuple[str, ...] = ()  # variables candidates must never see (the model's API key variable)
-    os_sandbox: bool = True  # run workers inside bubblewrap where it works here (sandbox.wrap_command)
-    hidden_paths: tuple[str, ...] = ()  # hidden from sandboxed workers too, like the caller's home and working
-    # directory (a run directory given with --out somewhere else)
 
 
 class WorkerPool:
@@ -68,8 +47,18 @@ class WorkerPool:
         self.closed = False
         self.workers: list[PoolWorker] = []
         live_pools.register(self)  # before the first worker starts, so that no signal can come between
+        settings = WorkerSettings(
+            self.config, self.root, self.device, self.sandbox_problem, self.builds.cache if self.builds else None,
+            self.jobs, stopping=lambda: self.stopping, started=self._started,
+            build_seconds=lambda source: self.builds.seconds.get(source) if self.builds else None)
         for i, gpu in enumerate(gpu for gpu in gpus for _ in range(per_gpu)):
-            self.workers.append(PoolWorker(self, i, gpu))
+            self.workers.append(PoolWorker(settings, i, gpu, self.shares.get(gpu)))
+
+    def _started(self, info: dict) -> None:
+        self.info = info
+        for share in self.shares.values():
+            share.device_bytes = int(info.get("memory_bytes") or 0)
+        self.started.set()
 
     def submit(self, request: VerifyRequest) -> Future:
         future: Future = Future()

@@ -15,18 +15,17 @@ import time
 import uuid
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .child_events import kill_group, next_event, read_events
 from ..worker.cuda_builds import CACHE_VARIABLE
+from .config import WorkerSettings
+from .gpu_share import GpuShare
 from .keeper_process import KeeperProcess, KeeperStartError, unbacked
 from ..containment.namespaces import shared_shm
 from ..containment.sandbox import BUBBLEWRAP, SANDBOX_VARIABLE, containment, limit_process, worker_env, wrap_command
 from ..checks.static_checks import check_source
 from ..verdict import Verdict, VerifyRequest
 
-if TYPE_CHECKING:
-    from .worker_pool import WorkerPool
 
 
 class PoolStopped(RuntimeError):
@@ -36,45 +35,47 @@ class PoolStopped(RuntimeError):
 class PoolWorker:
     """One worker process and the thread that feeds it; the process is restarted whenever it breaks."""
 
-    def __init__(self, pool: WorkerPool, index: int, gpu: int | None):
-        self.pool, self.index, self.gpu = pool, index, gpu
+    def __init__(self, settings: WorkerSettings, index: int, gpu: int | None, share: GpuShare | None = None):
+        self.settings, self.index, self.gpu = settings, index, gpu
         self.proc: subprocess.Popen | None = None
         self.keeper: KeeperProcess | None = None  # the answers' process, started and stopped with the worker
         self.shm: Path | None = None  # the /dev/shm the worker and its keeper share on a GPU (namespaces.py)
         self.events: queue.Queue = queue.Queue()
         self.jobs_done = 0
         self.future: Future | None = None  # the request being served, for WorkerPool.cancel
-        self.log_path = pool.root / f"worker{index}.log"
-        self.share = pool.shares.get(gpu)  # None: the only worker on its GPU
+        self.log_path = settings.root / f"worker{index}.log"
+        self.share = share  # None: the only worker on its GPU
+        self.info: dict = {}  # what this worker said when it started: device, versions, containment
         self.holding: str | None = None  # "alone" or "beside": this worker's turn on a shared GPU
         self.thread = threading.Thread(target=self.loop, name=f"ks-worker-{index}", daemon=True)
         self.thread.start()
 
     # ---- process lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        if self.pool.stopping:
+        pool = self.settings
+        if pool.stopping():
             raise PoolStopped("the verifier pool was stopped")
-        cfg = self.pool.config
-        workdir = self.pool.root / f"worker{self.index}"
+        cfg = pool.config
+        workdir = pool.root / f"worker{self.index}"
         workdir.mkdir(parents=True, exist_ok=True)
-        env = {**worker_env(self.pool.device, self.gpu, workdir, cfg.hidden_env), **cfg.extra_env}
+        env = {**worker_env(pool.device, self.gpu, workdir, cfg.hidden_env), **cfg.extra_env}
         shown: tuple[str, ...] = ()
-        if self.pool.builds is not None:  # what the build stage built, read-only (cuda_builds.py)
-            env[CACHE_VARIABLE] = str(self.pool.builds.cache)
-            shown = (str(self.pool.builds.cache),)
-        memory = int(cfg.memory_limit_gb * 2**30) if cfg.memory_limit_gb and self.pool.device == "cpu" else None
-        sandboxed = self.pool.sandbox_problem is None
-        keeper_dir = self.pool.root / f"keeper{self.index}"
-        self.shm = shm = shared_shm() if sandboxed and self.pool.device == "cuda" else None
+        if pool.build_cache is not None:  # what the build stage built, read-only (cuda_builds.py)
+            env[CACHE_VARIABLE] = str(pool.build_cache)
+            shown = (str(pool.build_cache),)
+        memory = int(cfg.memory_limit_gb * 2**30) if cfg.memory_limit_gb and pool.device == "cpu" else None
+        sandboxed = pool.sandbox_problem is None
+        keeper_dir = pool.root / f"keeper{self.index}"
+        self.shm = shm = shared_shm() if sandboxed and pool.device == "cuda" else None
 
         def keeper_sandbox(argv: list[str], keeper_env: dict, info_fd: int) -> list[str]:
-            return wrap_command(argv, keeper_dir, self.pool.device, keeper_env, cfg.hidden_paths, info_fd=info_fd,
+            return wrap_command(argv, keeper_dir, pool.device, keeper_env, cfg.hidden_paths, info_fd=info_fd,
                                 shm=shm, as_pid_1=True)
 
         # In a sandbox of its own whose PID namespace the worker joins (namespaces.py); the pool's directory, and so
         # the keeper's, is hidden from the worker
         try:
-            self.keeper = KeeperProcess(self.pool.device, self.gpu, keeper_dir, self.log_path, cfg.hidden_env,
+            self.keeper = KeeperProcess(pool.device, self.gpu, keeper_dir, self.log_path, cfg.hidden_env,
                                         cfg.extra_env, memory, int(cfg.file_limit_gb * 2**30), cfg.start_timeout_s,
                                         wrap=keeper_sandbox if sandboxed else None)
         except KeeperStartError as e:  # same environment as the worker: the same failure, said the same way
@@ -86,11 +87,11 @@ class PoolWorker:
         env["KS_RESPONSE_FD"] = str(write_fd)
         env["KS_KEEPER_FD"] = str(keeper_fd)
         env["KS_COMPILE_TIMEOUT"] = str(cfg.compile_timeout_s)
-        env[SANDBOX_VARIABLE] = BUBBLEWRAP if sandboxed else f"none: {self.pool.sandbox_problem}"
+        env[SANDBOX_VARIABLE] = BUBBLEWRAP if sandboxed else f"none: {pool.sandbox_problem}"
         argv, pass_fds = [sys.executable, "-m", "kernelsearch.verify.worker"], [write_fd, keeper_fd]
         if sandboxed:
             joined = self.keeper.namespaces
-            argv = wrap_command(argv, workdir, self.pool.device, env, cfg.hidden_paths, join=joined, shm=shm,
+            argv = wrap_command(argv, workdir, pool.device, env, cfg.hidden_paths, join=joined, shm=shm,
                                 shown=shown)
             pass_fds += joined.fds()
         log = open(self.log_path, "ab")
@@ -100,7 +101,7 @@ class PoolWorker:
             preexec_fn=limit_process(memory, int(cfg.file_limit_gb * 2**30), network=not sandboxed))
         os.close(write_fd)
         log.close()
-        if self.pool.stopping:  # a stop signal came while Popen ran: kill_workers could not see this process yet
+        if pool.stopping():  # a stop signal came while Popen ran: kill_workers could not see this process yet
             os.close(read_fd)
             self.stop()
             raise PoolStopped("the verifier pool was stopped")
@@ -120,10 +121,8 @@ class PoolWorker:
         info["containment"] = containment(info["os_sandbox"], info.get("network_isolated"))
         if not info.get("audit_hook"):
             info["containment"] += "; no run-time audit hook (KS_AUDIT)"
-        self.pool.info = info
-        if self.share is not None:
-            self.share.device_bytes = int(info.get("memory_bytes") or 0)
-        self.pool.started.set()
+        self.info = info
+        pool.started(info)
 
     def next_event(self, deadline: float) -> dict | None | str:
         return next_event(self.events, deadline)
@@ -169,7 +168,7 @@ class PoolWorker:
         except Exception:
             self.proc = None  # run() tries again and reports the failure as a verdict
         while True:
-            item = self.pool.jobs.get()
+            item = self.settings.jobs.get()
             if item is None:
                 return
             request, future = item
@@ -183,7 +182,7 @@ class PoolWorker:
                                   problem=request.problem_name, candidate=request.candidate_name)
             finally:
                 self.future = None
-            if self.pool.stopping:  # the worker was killed under this job: that says nothing about the candidate
+            if self.settings.stopping():  # the worker was killed under this job: that says nothing about the candidate
                 future.set_exception(PoolStopped("the verifier pool was stopped before this candidate's verdict"))
             else:
                 future.set_result(verdict)
@@ -196,7 +195,7 @@ class PoolWorker:
         problem = hashlib.sha256(f"{request.dtype}:{request.problem_source}".encode()).hexdigest()
         budget = self.share.budget_for(problem)
         self.holding = "beside" if budget else "alone"
-        if not self.share.enter(self.holding == "alone", self.pool.config.run_timeout_s):
+        if not self.share.enter(self.holding == "alone", self.settings.config.run_timeout_s):
             self.holding = None
             return self.failed(request, "timeout", "static", "waited past its limit for a turn on the GPU",
                                time.monotonic(), "")
@@ -210,7 +209,7 @@ class PoolWorker:
         return verdict
 
     def serve(self, request: VerifyRequest, budget: int) -> Verdict:
-        cfg = self.pool.config
+        cfg = self.settings.config
         if (self.proc is None or self.proc.poll() is not None or self.jobs_done >= cfg.recycle_after
                 or self.keeper is None or not self.keeper.alive()
                 or (request.fresh_worker and self.jobs_done > 0)):
@@ -233,7 +232,7 @@ class PoolWorker:
                                    self.log_tail(offset))
             if event is None:
                 code = self.proc.wait() if self.proc else None
-                if code is not None and code > 128 and self.pool.sandbox_problem is None:
+                if code is not None and code > 128 and self.settings.sandbox_problem is None:
                     code = 128 - code  # bwrap passes on a signal death as 128 + the signal, as a shell does
                 self.stop()
                 return self.failed(request, "runtime_error", phase, f"{death_message(code)} (in the {phase} phase)",
@@ -265,7 +264,7 @@ class PoolWorker:
         """The worker's verdict held against the keeper's record (a `correct` the keeper did not see is rejected)."""
         self.jobs_done += 1
         verdict = Verdict.from_json(event["verdict"])
-        verdict.containment = self.pool.info.get("containment", "")
+        verdict.containment = self.info.get("containment", "")
         record = self.keeper.record(job_id)
         verdict.reference_calls = record.reference_calls if record else 0
         forged = unbacked(verdict, request, record)
@@ -274,8 +273,9 @@ class PoolWorker:
             event["healthy"] = False
         if verdict.status in ("runtime_error", "compile_error"):
             verdict.log_tail = self.log_tail(offset, 1500)
-        if self.pool.builds is not None and request.candidate_source in self.pool.builds.seconds:
-            verdict.step_s["build"] = self.pool.builds.seconds[request.candidate_source]
+        built = self.settings.build_seconds(request.candidate_source)
+        if built is not None:
+            verdict.step_s["build"] = built
         if not event.get("healthy", True):
             self.stop()  # broken CUDA context or a tainted interpreter: the next job gets a fresh one
         return verdict
@@ -284,9 +284,9 @@ class PoolWorker:
         language = check_source(request.candidate_source).language
         return Verdict(status=status, message=message, problem=request.problem_name, candidate=request.candidate_name,
                        language=language,
-                       device=self.pool.info.get("device_name", self.pool.device), dtype=request.dtype, phase=phase,
+                       device=self.info.get("device_name", self.settings.device), dtype=request.dtype, phase=phase,
                        elapsed_s=round(time.monotonic() - began, 3), log_tail=tail,
-                       containment=self.pool.info.get("containment", ""))
+                       containment=self.info.get("containment", ""))
 
 
 def death_message(code: int | None) -> str:
