@@ -127,9 +127,9 @@ def cuda_batch(pool, root: Path, sink: Sink) -> None:
     print(f"cuda batch: {len(kernels)} candidates in {wall:.1f} s, slowest build {slowest} s", flush=True)
 
 
-def share(root: Path, sink: Sink, workers: int) -> None:
-    """Ten Level 2 problems, each verified four times (as a search verifies its problem again and again)."""
-    paths = [path for _, path in problem_files(root, [2], set(range(1, 11)))]
+def share(root: Path, sink: Sink, workers: int, problems: int = 10) -> None:
+    """The first Level 2 problems, each verified four times (as a search verifies its problem again and again)."""
+    paths = [path for _, path in problem_files(root, [2], set(range(1, problems + 1)))]
     if not sink.wants(level=2, problem="share", mode="untimed", size=str(workers)):
         return
     with WorkerPool(PoolConfig(device="cuda", workers_per_gpu=workers)) as pool:
@@ -156,6 +156,7 @@ def main() -> None:
     ap.add_argument("--also", action="append", default=[], metavar="LEVEL:IDS",
                     help="untimed, timed: these problems too, e.g. 1:5,19 (repeatable)")
     ap.add_argument("--sizes", default="kernelbench,small", help="repeat: kernelbench, small or both, in that order")
+    ap.add_argument("--share-problems", type=int, default=10, help="share: Level 2 problems 1..N, four jobs each")
     ap.add_argument("--seconds", action="append", default=[], metavar="SET=S",
                     help="start no new verification of SET after S seconds of it (default: --deadline-s)")
     ap.add_argument("--deadline-s", type=float, default=520.0, help="start no new verification after this")
@@ -188,7 +189,7 @@ def main() -> None:
     if "share" in wanted:
         shared = sink("share")
         for workers in (1, 2):
-            share(root, shared, workers)
+            share(root, shared, workers, args.share_problems)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,12 @@ case "${1:-1}" in
         >> "$OUT/sweep.log" 2>&1
     python3 benchmarks/gpu_sweep.py share --deadline-s 60 --out "$OUT" >> "$OUT/sweep.log" 2>&1
     ;;
+3)  # a short call: problems a change touched, the small kernels' repeat pairs, a timed sample, two workers
+    python3 benchmarks/gpu_sweep.py untimed,repeat --levels 1 --problems 45 --also 1:19 --also 2:81 --sizes small \
+        --seconds repeat=150 --out "$OUT" > "$OUT/sweep.log" 2>&1
+    python3 benchmarks/gpu_sweep.py timed --every 25 --deadline-s 90 --out "$OUT" >> "$OUT/sweep.log" 2>&1
+    python3 benchmarks/gpu_sweep.py share --share-problems 5 --deadline-s 40 --out "$OUT" >> "$OUT/sweep.log" 2>&1
+    ;;
 esac
 grep -E "deadline|Traceback|Error" "$OUT/sweep.log" | tail -5
 python3 benchmarks/sweep_table.py "$OUT" | tee "$OUT/tables.md"

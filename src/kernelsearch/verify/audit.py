@@ -114,6 +114,16 @@ def _prepare(policy: Policy) -> None:
     if inductor is not None:
         inductor.compile_threads = 1
     if not policy.ctypes_anywhere:  # a CUDA worker: Triton finds libcuda through ctypes and ldconfig on first use
+        # The torch.compile baseline imports filelock, which adds an audit hook of its own on Python 3.12+, and
+        # Inductor points Triton at torch's ptxas (os.putenv of TRITON_PTXAS_PATH): both refused under the hook,
+        # both done here first (seen on the H100: every timed verification rejected for them, 2026-12-07).
+        try:
+            import filelock
+            filelock.FileLock  # noqa: B018  (its lazily loaded parts, the hook's module among them, load now)
+            from torch._inductor.runtime.compile_tasks import _set_triton_ptxas_path
+            _set_triton_ptxas_path()
+        except (ImportError, AttributeError):
+            pass
         try:
             from triton.runtime import driver
             driver.active.get_current_device()
