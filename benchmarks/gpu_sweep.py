@@ -3,7 +3,7 @@ to its own file under --out (a set cut short continues where it stopped) and ben
 into the tables of benchmarks/RESULTS.md. benchmarks/gpu_sweep.sh runs the sets in two device calls.
 
     untimed     every Level 1-3 problem, a pass-through candidate, untimed (one warm worker)
-    timed       a sample of problems (every --every-th of each level), pass-through, timed
+    timed       the same, timed (with --every N, every N-th problem of each level)
     repeat      the Triton kernels of benchmarks/kernels, each verified twice in a row, timed: at KernelBench's sizes
                 (>= 100 us) and at small sizes (SMALL below: 10-100 us)
     cuda        the eight CUDA C++ candidates of benchmarks/kernels_cuda submitted at once (built off the GPU)
@@ -80,16 +80,23 @@ def verify_one(pool, path: Path, source: str, sink: Sink, overrides: dict | None
     sink.add(record(verdict, problem=path.stem, wall_s=round(time.monotonic() - began, 2), **fields))
 
 
-def passthrough(pool, root: Path, sink: Sink, levels: list[int], ids: set[int] | None, mode: str, every: int) -> None:
-    for level in levels:
-        for k, (_, path) in enumerate(problem_files(root, [level], ids)):
-            if k % every == 0 and sink.wants(level=level, problem=path.stem, mode=mode):
-                verify_one(pool, path, passthrough_candidate(path.read_text()), sink, level=level, mode=mode,
-                           set=mode)
+def passthrough(pool, root: Path, sink: Sink, chosen: list[tuple[int, Path]], mode: str) -> None:
+    for level, path in chosen:
+        if sink.wants(level=level, problem=path.stem, mode=mode):
+            verify_one(pool, path, passthrough_candidate(path.read_text()), sink, level=level, mode=mode, set=mode)
 
 
-def repeat(pool, root: Path, sink: Sink) -> None:
-    for size, table in (("kernelbench", {}), ("small", SMALL)):
+def chosen_problems(root: Path, levels: list[int], ids: set[int] | None, every: int, also: list[str]) -> list:
+    """Every `every`-th problem of each level (of `ids`), then those `also` names (LEVEL:IDS) that are not in yet."""
+    chosen = [found for level in levels for k, found in enumerate(problem_files(root, [level], ids)) if k % every == 0]
+    for extra in also:
+        level, _, numbers = extra.partition(":")
+        chosen += [found for found in problem_files(root, [int(level)], parse_ids(numbers)) if found not in chosen]
+    return chosen
+
+
+def repeat(pool, root: Path, sink: Sink, sizes: list[str]) -> None:
+    for size, table in [(size, {"kernelbench": {}, "small": SMALL}[size]) for size in sizes]:
         for kernel in sorted((HERE / "kernels").glob("*.py")):
             for p in range(2):
                 if sink.wants(level=1, problem=kernel.stem, mode="timed", size=size, **{"pass": p}):
@@ -120,9 +127,9 @@ def cuda_batch(pool, root: Path, sink: Sink) -> None:
     print(f"cuda batch: {len(kernels)} candidates in {wall:.1f} s, slowest build {slowest} s", flush=True)
 
 
-def share(root: Path, sink: Sink, workers: int) -> None:
-    """Ten Level 2 problems, each verified four times (as a search verifies its problem again and again)."""
-    paths = [path for _, path in problem_files(root, [2], set(range(1, 11)))]
+def share(root: Path, sink: Sink, workers: int, problems: int = 10) -> None:
+    """The first Level 2 problems, each verified four times (as a search verifies its problem again and again)."""
+    paths = [path for _, path in problem_files(root, [2], set(range(1, problems + 1)))]
     if not sink.wants(level=2, problem="share", mode="untimed", size=str(workers)):
         return
     with WorkerPool(PoolConfig(device="cuda", workers_per_gpu=workers)) as pool:
@@ -141,37 +148,48 @@ def share(root: Path, sink: Sink, workers: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("sets", help="comma-separated: untimed, timed, repeat, cuda, share")
+    ap.add_argument("sets", help="comma-separated, run in this order: untimed, timed, repeat, cuda, share")
     ap.add_argument("--kernelbench-dir", default="kb", help="holds level1/ level2/ level3/")
     ap.add_argument("--levels", default="1,2,3")
     ap.add_argument("--problems", help="ids, e.g. 1-20,37 (default all)")
-    ap.add_argument("--every", type=int, default=10, help="timed: every N-th problem of each level")
+    ap.add_argument("--every", type=int, default=1, help="untimed, timed: every N-th problem of each level")
+    ap.add_argument("--also", action="append", default=[], metavar="LEVEL:IDS",
+                    help="untimed, timed: these problems too, e.g. 1:5,19 (repeatable)")
+    ap.add_argument("--sizes", default="kernelbench,small", help="repeat: kernelbench, small or both, in that order")
+    ap.add_argument("--share-problems", type=int, default=10, help="share: Level 2 problems 1..N, four jobs each")
+    ap.add_argument("--seconds", action="append", default=[], metavar="SET=S",
+                    help="start no new verification of SET after S seconds of it (default: --deadline-s)")
     ap.add_argument("--deadline-s", type=float, default=520.0, help="start no new verification after this")
     ap.add_argument("--out", required=True, help="a directory: one JSON-lines file per set")
     args = ap.parse_args()
 
-    deadline = time.monotonic() + args.deadline_s
+    began = time.monotonic()
     out, root = Path(args.out), Path(args.kernelbench_dir)
     out.mkdir(parents=True, exist_ok=True)
-    levels, ids = [int(x) for x in args.levels.split(",")], parse_ids(args.problems)
+    chosen = chosen_problems(root, [int(x) for x in args.levels.split(",")], parse_ids(args.problems), args.every,
+                             args.also)
+    caps = {name: float(s) for name, _, s in (item.partition("=") for item in args.seconds)}
+
+    def sink(name: str) -> Sink:
+        deadline = min(began + args.deadline_s, time.monotonic() + caps.get(name, args.deadline_s))
+        return Sink(out / f"{name}.jsonl", deadline)
+
     wanted = args.sets.split(",")
-    single = [s for s in wanted if s != "share"]
-    if single:
-        with WorkerPool(PoolConfig(device="cuda")) as pool:
+    if any(name != "share" for name in wanted):
+        with WorkerPool(PoolConfig(device="cuda")) as pool:  # one warm worker for every set but share
             print(f"device: {pool.arch(180) and pool.info.get('device_name')}; {pool.info.get('containment')}",
                   flush=True)
-            for name in single:
-                sink = Sink(out / f"{name}.jsonl", deadline)
+            for name in wanted:
                 if name in ("untimed", "timed"):
-                    passthrough(pool, root, sink, levels, ids, name, 1 if name == "untimed" else args.every)
+                    passthrough(pool, root, sink(name), chosen, name)
                 elif name == "repeat":
-                    repeat(pool, root, sink)
+                    repeat(pool, root, sink(name), args.sizes.split(","))
                 elif name == "cuda":
-                    cuda_batch(pool, root, sink)
+                    cuda_batch(pool, root, sink(name))
     if "share" in wanted:
-        sink = Sink(out / "share.jsonl", deadline)
+        shared = sink("share")
         for workers in (1, 2):
-            share(root, sink, workers)
+            share(root, shared, workers, args.share_problems)
 
 
 if __name__ == "__main__":

@@ -114,12 +114,31 @@ def _prepare(policy: Policy) -> None:
     if inductor is not None:
         inductor.compile_threads = 1
     if not policy.ctypes_anywhere:  # a CUDA worker: Triton finds libcuda through ctypes and ldconfig on first use
+        _prepare_compile_baseline()
         try:
             from triton.runtime import driver
             driver.active.get_current_device()
             driver.active.utils  # noqa: B018  (builds and loads its C helpers)
         except Exception:
             pass
+
+
+def _prepare_compile_baseline() -> None:
+    """What the torch.compile baseline does once, on its first compile, that the hook refuses; each seen on the H100
+    (2026-12-07), where it rejected timed verifications: filelock adds an audit hook of its own on Python 3.12+;
+    Inductor points Triton at torch's ptxas (os.putenv of TRITON_PTXAS_PATH); and it asks what the GPU is of
+    nvidia-smi (L3 26_ShuffleNet), in functions that remember the answer (functools caches)."""
+    try:
+        import filelock
+        filelock.FileLock  # noqa: B018  (its lazily loaded parts, the hook's module among them, load now)
+        from torch._inductor import comm_analysis
+        from torch._inductor.runtime.compile_tasks import _set_triton_ptxas_path
+        _set_triton_ptxas_path()
+        for cached in ("get_gpu_type", "_has_nvlink"):
+            if hasattr(comm_analysis, cached):
+                getattr(comm_analysis, cached)()
+    except Exception:  # a torch without these parts does not do what they do
+        pass
 
 
 def _sealed(policy: Policy) -> dict:

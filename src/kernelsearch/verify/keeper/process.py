@@ -200,9 +200,12 @@ class KeeperJob:
         on_gpu = self.k.device == "cuda"
         if self.k.references.worth_keeping(tensor_bytes(answers), seconds, on_gpu=on_gpu):
             self.k.references.put(key, answers)
-        if on_gpu and not self.keeps_on_device(footprint, answers):
-            answers = [a.detach().to("cpu", copy=True) for a in answers]
-            self.torch.cuda.empty_cache()  # the worker's side needs the room
+        if on_gpu:
+            if not self.keeps_on_device(footprint, answers):
+                answers = [a.detach().to("cpu", copy=True) for a in answers]
+            # the worker's side needs the room: the inputs, their copy and the intermediates (45_Average_Pooling_2D:
+            # 32 GiB of inputs kept in this allocator left the worker a plan of 32 of 80 GiB)
+            self.torch.cuda.empty_cache()
         return answers
 
     def keeps_on_device(self, footprint, answers: list) -> bool:

@@ -21,14 +21,17 @@ def check_determinism(job, v, problem, model_new, first_output) -> None:
 
 def check_contribution(job, v, problem, model_new) -> None:
     """Inputs it has not seen, first with every launch of the candidate's own kernels skipped (Triton launches not
-    made; a load_inline function's tensors poisoned once it returns), then as they are. Outputs that still agree
+    made; a load_inline function's tensors poisoned once it returns; every uninitialized allocation poisoned as it
+    is made), then as they are. Outputs that still agree
     were computed without its kernels (a dummy kernel beside torch.matmul): rejected. Skipped first, and its values
     copied before the real call, so that an output buffer the model keeps cannot carry the real call's answer."""
+    from .runtime_guards import FreshAllocationsPoisoned
+
     counter = job.w.counter
     seed = job.req.seed + CONTRIBUTION_SEED
     counter.skipping, counter.unskippable = True, 0
     try:
-        without = job.call(model_new, problem, seed)
+        without = job.call(model_new, problem, seed, FreshAllocationsPoisoned())
     except Outcome:
         v.checks["own_kernels_contribute"] = {"ok": True, "note": "without its kernels the call fails"}
         return

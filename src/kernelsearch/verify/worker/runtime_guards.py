@@ -133,6 +133,22 @@ class OpRecorder(TorchDispatchMode):
         return sorted(op for op in names if op not in GLUE_OPS and op + "_" not in GLUE_OPS)
 
 
+class FreshAllocationsPoisoned(TorchDispatchMode):
+    """Every tensor made uninitialized (empty, empty_like, ...) filled with 0xFF as it is made, for the contribution
+    check's replay: a skipped kernel's output must read as poison, not as a block the same call freed a moment
+    before (81_Gemm_Swish_Divide_Clamp_Tanh_Clamp's last clamp changes nothing: its output's block held the same
+    values as the tanh's, freed just before, and a skipped copy kernel looked like no kernel at all). Allocations
+    inside load_inline functions go through the dispatcher too."""
+
+    UNINITIALIZED = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        made = func(*args, **(kwargs or {}))
+        if func.overloadpacket.__name__ in self.UNINITIALIZED and isinstance(made, torch.Tensor) and made.numel():
+            made.untyped_storage().fill_(255)
+        return made
+
+
 class Integrity:
     """Identity of everything the harness relies on, taken before the candidate is imported and compared after
     each step it runs: a candidate that patched a timer, a comparison or the launch counter is caught."""
