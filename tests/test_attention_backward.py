@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from .test_attention import EXAMPLES, NAMES
+from .test_attention_gym import GYM_SOURCE
+from .test_attention_gym import SPECS as GYM_SPECS
 from kernelsearch.attention.generate import generate
 from kernelsearch.attention.spec import load_spec
-
-from .test_attention import EXAMPLES, NAMES
-from .test_attention_gym import GYM_SOURCE, SPECS as GYM_SPECS
 
 CHECKER = Path(__file__).with_name("attention_grad_check.py")
 # max |ours - reference| / max |reference|, per tensor. Measured on these cases (2026-12-05): fp32 <= 8.4e-6

@@ -58,6 +58,7 @@ def test_every_config_of_the_tuning_space_builds_and_the_fastest_is_kept(tmp_pat
     timings = result["timings"]
     (forward_key,) = result["forward"]
     from kernelsearch.attention.tune import BACKWARD_CANDIDATES, FORWARD_CANDIDATES, LOADS, PERSISTENT_PROGRAMS
+
     # none skipped: every candidate in every way of loading ran (a skip means the template failed to build it)
     assert len(timings[forward_key]) == len(FORWARD_CANDIDATES) * len(LOADS)
     assert len(timings[f"{forward_key}-backward"]) == len(BACKWARD_CANDIDATES) * len(LOADS)

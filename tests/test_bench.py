@@ -8,12 +8,11 @@ import sqlite3
 
 import pytest
 
+from .conftest import CANDIDATES, DEVICE, PROBLEMS
+from .openai_server import ScriptedServer, fenced
 from kernelsearch.cli import main
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.suites import load_suite, parse_selection, write_kernelbench_rows
-
-from .conftest import CANDIDATES, DEVICE, PROBLEMS
-from .openai_server import ScriptedServer, fenced
 
 SUITE = {1: "elementwise_add_relu", 2: "row_sum", 3: "softmax"}
 

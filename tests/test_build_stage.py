@@ -12,12 +12,11 @@ import pytest
 import torch
 import torch.utils.cpp_extension as cpp_extension
 
+from .conftest import PROBLEMS
 from kernelsearch.verify import PoolConfig, VerifyRequest
+from kernelsearch.verify.containment.sandbox import bubblewrap_problem
 from kernelsearch.verify.pool.build_stage import BuildStage
 from kernelsearch.verify.worker.cuda_builds import MANIFEST, Prebuilt
-from kernelsearch.verify.containment.sandbox import bubblewrap_problem
-
-from .conftest import PROBLEMS
 
 CPP_CANDIDATE = '''
 import torch

@@ -3,9 +3,8 @@ import shutil
 
 import pytest
 
-from kernelsearch.verify.checks.static_checks import check_source
-
 from .conftest import CANDIDATES, ON_GPU
+from kernelsearch.verify.checks.static_checks import check_source
 
 CUDA = CANDIDATES / "cuda"
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")

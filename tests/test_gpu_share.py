@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from kernelsearch.verify.pool.gpu_share import GpuShare
 from kernelsearch.verify.harness.memory import GiB
+from kernelsearch.verify.pool.gpu_share import GpuShare
 
 RELU = {"inputs": 6 * GiB, "outputs": 6 * GiB, "params": 0, "scratch": 0}  # 19_ReLU: 31 GiB with its answers
 SMALL = {"inputs": GiB // 4, "outputs": GiB // 4, "params": 0, "scratch": 0}

@@ -5,10 +5,9 @@ import threading
 import pytest
 import torch
 
-from kernelsearch.verify.worker.runtime_guards import Integrity
-from kernelsearch.verify.harness.gpu_timing import roofline_floor_ms
-
 from .conftest import HACKS
+from kernelsearch.verify.harness.gpu_timing import roofline_floor_ms
+from kernelsearch.verify.worker.runtime_guards import Integrity
 
 CASES = [  # hack file, problem, status, words from the message
     ("output_buffer_reuse", "elementwise_add_relu", "incorrect", "trial 0"),

@@ -6,14 +6,12 @@ import socket
 import pytest
 import torch
 
+from .conftest import CANDIDATES, ON_GPU, PROBLEMS
 from kernelsearch.problem import load_problem
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
-from kernelsearch.verify.keeper.link import FRESH_SEED, VARIANT_SEED, recv_message, send_message, send_tensor, \
-    describe_tensors
+from kernelsearch.verify.keeper.link import describe_tensors, recv_message, send_message, send_tensor
 from kernelsearch.verify.pool.keeper_process import JobRecord, KeeperProcess, unbacked
-from kernelsearch.verify.verdict import Verdict
-
-from .conftest import CANDIDATES, ON_GPU, PROBLEMS
+from kernelsearch.verify.verdict import FRESH_SEED, VARIANT_SEED, Verdict
 
 ESCAPES = CANDIDATES / "escapes"
 pytestmark = pytest.mark.skipif(ON_GPU, reason="CPU workers (the escapes use the Triton interpreter)")

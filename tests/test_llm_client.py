@@ -6,10 +6,9 @@ import socket
 
 import pytest
 
+from .openai_server import ScriptedServer
 from kernelsearch.llm.client import (ENDPOINTS, AuthenticationFailed, CallFailed, EndpointUnreachable, LLMClient,
                                      MissingAPIKey, ModelConfig, ModelNotFound)
-
-from .openai_server import ScriptedServer
 
 
 def complete(url: str, **config):

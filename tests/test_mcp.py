@@ -18,16 +18,15 @@ import pytest
 from mcp.client.session import ClientSession  # the test extra installs the SDK (pyproject.toml)
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
+from .openai_server import ScriptedServer, fenced
+from .test_process_hygiene import alive, in_a_job, wait_for
+from .test_solve import SECRET, solve
 from kernelsearch.agents.gpu_turns import GpuTurns
 from kernelsearch.search.bench import save_bench
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.search.solve import SolveConfig
 from kernelsearch.suites import SuiteProblem
-
-from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
-from .openai_server import ScriptedServer, fenced
-from .test_process_hygiene import alive, in_a_job, wait_for
-from .test_solve import SECRET, solve
 
 REPO = Path(__file__).resolve().parents[1]
 ADD_RELU = PROBLEMS / "elementwise_add_relu.py"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from .conftest import CANDIDATES, DEVICE, PROBLEMS
 from kernelsearch.problem import load_problem
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
 from kernelsearch.verify.errors import Outcome
-from kernelsearch.verify.harness.memory import (GiB, MAX_TIMING_SETS, VERIFIER_RESERVE, Footprint, answers_fit_on_device,
-                                       one_trial, plan_memory)
-
-from .conftest import CANDIDATES, DEVICE, PROBLEMS
+from kernelsearch.verify.harness.memory import (MAX_TIMING_SETS, VERIFIER_RESERVE, Footprint, GiB,
+                                                answers_fit_on_device, one_trial, plan_memory)
 
 # 19_ReLU at KernelBench's size: 6 GiB in, 6 GiB out.
 RELU = Footprint(inputs=6 * GiB, outputs=6 * GiB, params=0, scratch=0)

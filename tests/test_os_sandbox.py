@@ -21,14 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
+from .test_process_hygiene import VERIFY_HANG, alive, spinning, wait_for
 from kernelsearch.problem import load_problem
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
-from kernelsearch.verify.containment.sandbox import (BUBBLEWRAP, SANDBOX_VARIABLE, bubblewrap_problem, os_sandbox, worker_env,
-                                         wrap_command)
-
-from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
-from .test_process_hygiene import VERIFY_HANG, alive, spinning, wait_for
+from kernelsearch.verify.containment.sandbox import (BUBBLEWRAP, SANDBOX_VARIABLE, bubblewrap_problem, os_sandbox,
+                                                     worker_env, wrap_command)
 
 ESCAPES = CANDIDATES / "escapes_native"
 REPO = Path(__file__).resolve().parents[1]

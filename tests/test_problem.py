@@ -5,11 +5,10 @@ import types
 import pytest
 import torch
 
+from .conftest import CANDIDATES, PROBLEMS
 from kernelsearch.cli import main
 from kernelsearch.problem import ProblemError, load_problem, parse_overrides
 from kernelsearch.sizes import second_value
-
-from .conftest import CANDIDATES, PROBLEMS
 
 
 def write_problem(tmp_path, constants: str, model: str = "", inputs: str = "torch.rand(4)", init: str = "",

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import CANDIDATES, PROBLEMS
+from .openai_server import ScriptedServer, fenced
 from kernelsearch.problem import load_problem
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
 from kernelsearch.verify.pool.devices import DeviceError, resolve_gpus
 from kernelsearch.verify.pool.worker_pool import PoolStopped
-
-from .conftest import CANDIDATES, PROBLEMS
-from .openai_server import ScriptedServer, fenced
 
 WORKER_MODULE = b"kernelsearch.verify.worker"
 PROBLEM, HANG = PROBLEMS / "elementwise_add_relu.py", CANDIDATES / "hang.py"

@@ -11,14 +11,13 @@ from concurrent.futures import Future
 
 import pytest
 
+from .conftest import CANDIDATES, DEVICE, PROBLEMS
+from .openai_server import ScriptedServer, fenced
 from kernelsearch.cli import main
 from kernelsearch.problem import load_problem
 from kernelsearch.scale.placement import Job, Placement, problem_key
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.verify import PoolConfig, make_request
-
-from .conftest import CANDIDATES, DEVICE, PROBLEMS
-from .openai_server import ScriptedServer, fenced
 
 # CI installs the `ray` extra with `.[test]` and sets KS_REQUIRE_RAY=1: there a missing Ray fails, never skips
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None and not os.environ.get("KS_REQUIRE_RAY"),

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
 from kernelsearch.cli import main
 from kernelsearch.llm.client import ModelConfig
 from kernelsearch.search.bench import save_bench
@@ -16,8 +17,6 @@ from kernelsearch.search.run_dir import RunDir, Settings
 from kernelsearch.search.solve import SolveConfig
 from kernelsearch.suites import SuiteProblem
 from kernelsearch.verify.verdict import STATUSES, Status, Timing, Verdict, format_verdict
-
-from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
 
 PROBLEM = PROBLEMS / "elementwise_add_relu.py"
 FAST, SLOW, WRONG = (CANDIDATES / f"{name}.py" for name in ("add_relu_triton", "add_relu_slow", "add_relu_wrong_tail"))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import DEVICE, PROBLEMS
+from .openai_server import ScriptedServer
 from kernelsearch.cli import main
 from kernelsearch.llm.client import ModelConfig
 from kernelsearch.search.bench import save_bench
@@ -19,9 +21,6 @@ from kernelsearch.search.run_dir import RunDir, RunDirError, Settings
 from kernelsearch.search.solve import SolveConfig
 from kernelsearch.store import ELAPSED, RunStore, StoreError
 from kernelsearch.suites import SuiteProblem
-
-from .conftest import DEVICE, PROBLEMS
-from .openai_server import ScriptedServer
 
 PROBLEM = PROBLEMS / "elementwise_add_relu.py"
 

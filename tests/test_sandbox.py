@@ -4,17 +4,15 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-
 from types import SimpleNamespace
 
 import pytest
 
+from .conftest import CANDIDATES, PROBLEMS
 from kernelsearch.problem import load_problem
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
 from kernelsearch.verify.containment import sandbox
 from kernelsearch.verify.containment.sandbox import limit_process, worker_env
-
-from .conftest import CANDIDATES, PROBLEMS
 
 
 def test_credentials_never_reach_a_worker(monkeypatch, tmp_path):

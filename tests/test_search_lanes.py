@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import Future
 
+from .conftest import PROBLEMS
+from .openai_server import ScriptedServer, fenced
+from .test_solve import PROBLEM, attempts, code, solve
 from kernelsearch.llm.client import Completion
 from kernelsearch.problem import load_problem
 from kernelsearch.search.display import Display
@@ -13,10 +16,6 @@ from kernelsearch.search.problem_profile import ProblemProfile
 from kernelsearch.search.solve import Search, SolveConfig
 from kernelsearch.store import RunStore
 from kernelsearch.verify import Verdict, VerifyRequest
-
-from .conftest import PROBLEMS
-from .openai_server import ScriptedServer, fenced
-from .test_solve import PROBLEM, attempts, code, solve
 
 VERIFIED = {"correct", "compile_error", "runtime_error", "timeout", "incorrect", "rejected", "compiled",
             "problem_error"}

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from .conftest import PROBLEMS
 from kernelsearch.llm.prompt import Previous, build_prompt, size_note, strategies
 from kernelsearch.search.archive import Archive, Entry, source_key
 from kernelsearch.search.feedback import performance
@@ -16,8 +17,6 @@ from kernelsearch.search.strategies import choose
 from kernelsearch.verify import Verdict
 from kernelsearch.verify.harness.gpu_kernels import KERNELS_KEPT, kernel_table
 from kernelsearch.verify.tolerance import resolve_tolerance
-
-from .conftest import PROBLEMS
 
 H100 = "NVIDIA H100 80GB HBM3"
 CONTRACTION_STRATEGIES = {"tensor_cores", "tensor_cores_cuda", "first_tensor_cores"}

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
+from .openai_server import ScriptedServer, fenced
 from kernelsearch.cli import main
 from kernelsearch.problem import ProblemError, load_problem
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.shrink import TARGET_FRACTION, fits, half, measure, shrink, shrunk, too_large
 from kernelsearch.verify import make_request
-
-from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
-from .openai_server import ScriptedServer, fenced
 
 KERNELBENCH = Path(os.environ.get("KS_KERNELBENCH_DIR", "/work/shared/kernelbench"))
 HUGE = PROBLEMS / "huge_relu.py"

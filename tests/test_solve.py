@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from kernelsearch.cli import main
-
 from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
 from .openai_server import ScriptedServer, fenced
+from kernelsearch.cli import main
 
 PROBLEM = str(PROBLEMS / "elementwise_add_relu.py")
 SECRET = "sk-test-secret-123"

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import ON_GPU, PROBLEMS
+from .openai_server import NO_CODE, ScriptedServer, fenced
+from .test_solve import attempts, solve
 from kernelsearch.attention import workflow
 from kernelsearch.attention.generate import generate
 from kernelsearch.attention.spec import is_spec, load_spec
@@ -17,10 +20,6 @@ from kernelsearch.search.display import Display
 from kernelsearch.search.lanes import Search
 from kernelsearch.search.solve import SolveConfig
 from kernelsearch.store import RunStore
-
-from .conftest import ON_GPU, PROBLEMS
-from .openai_server import NO_CODE, ScriptedServer, fenced
-from .test_solve import attempts, solve
 
 SHAPE = 'dict(batch=1, heads=2, q_len=40, kv_len=40, head_dim=16, dtype="fp32")'  # ~4 s to verify in the interpreter
 MODS = '''

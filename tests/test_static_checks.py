@@ -3,11 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import CANDIDATES
 from kernelsearch.attention.generate import generate
 from kernelsearch.attention.spec import load_spec
 from kernelsearch.verify.checks.static_checks import check_source
-
-from .conftest import CANDIDATES
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "attention"
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from kernelsearch.search.feedback import performance
-from kernelsearch.verify.errors import Outcome
-from kernelsearch.verify.worker.timing_step import judge_floor
-from kernelsearch.verify.harness.gpu_timing import Samples, narrow, peaks_of, roofline_floor_ms, speedup, summarize, work_of_call
+from kernelsearch.verify.harness.gpu_timing import (Samples, narrow, peaks_of, roofline_floor_ms, speedup, summarize,
+                                                    work_of_call)
 from kernelsearch.verify.verdict import Timing, Verdict
+from kernelsearch.verify.worker.timing_step import judge_floor
 
 
 @pytest.mark.parametrize("batch, n_in, n_out", [(1, 7, 3), (33, 17, 129)])
@@ -71,8 +71,9 @@ def test_the_search_reads_a_measured_launch_bound_as_the_bound():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_a_slow_launch_is_timed_apart_from_the_gpu_work_it_launches():
-    from kernelsearch.verify.harness.gpu_timing import time_interleaved
     import time as clock
+
+    from kernelsearch.verify.harness.gpu_timing import time_interleaved
 
     torch.cuda._sleep(1000)
     x = torch.rand(1 << 20, device="cuda")
@@ -100,12 +101,10 @@ def test_a_device_the_table_lacks_gets_its_floor_from_its_measured_peaks():
 
 def test_a_time_under_the_floor_is_suspicious_and_above_it_only_noted():
     measured = {"bandwidth": 1e12, "flops": 100e12}
-    fast = Verdict(status="correct", message="", device="Some Future GPU", timing={"candidate": {"median_ms": 0.5}})
-    with pytest.raises(Outcome) as caught:
-        judge_floor(fast, "fp32", flops=0.0, bytes_moved=int(1.1e9), measured=measured)
-    assert caught.value.status == "suspicious" and "under the 1 ms this GPU needs" in caught.value.message
-    slow = Verdict(status="correct", message="", device="Some Future GPU", timing={"candidate": {"median_ms": 2.0}})
-    judge_floor(slow, "fp32", flops=0.0, bytes_moved=int(1.1e9), measured=measured)
-    assert slow.checks["roofline"]["floor_ms"] == pytest.approx(1.0) and "50.0% of the roofline" in \
-        slow.checks["roofline"]["note"]
-    judge_floor(slow, "fp32", flops=0.0, bytes_moved=int(1.1e9), measured=None)  # no peaks known: nothing to say
+    fast = judge_floor("Some Future GPU", "fp32", median=0.5, flops=0.0, bytes_moved=int(1.1e9), measured=measured)
+    assert fast.outcome.status == "suspicious" and "under the 1 ms this GPU needs" in fast.outcome.message
+    slow = judge_floor("Some Future GPU", "fp32", median=2.0, flops=0.0, bytes_moved=int(1.1e9), measured=measured)
+    assert slow.outcome is None and slow.check == "roofline"
+    assert slow.entry["floor_ms"] == pytest.approx(1.0) and "50.0% of the roofline" in slow.entry["note"]
+    # no peaks known: nothing to say
+    assert judge_floor("Some Future GPU", "fp32", median=2.0, flops=0.0, bytes_moved=int(1.1e9), measured=None) is None

@@ -8,16 +8,14 @@ from concurrent.futures import Future
 
 import pytest
 
+from .conftest import CANDIDATES, PROBLEMS
 from kernelsearch.cli import main
 from kernelsearch.config import ConfigError, build
 from kernelsearch.llm.client import Completion
 from kernelsearch.llm.prompt import build_prompt, strategies
 from kernelsearch.verify import Verdict, VerifyRequest
-from kernelsearch.verify.tolerance import (PROFILES, Tolerance, ToleranceError, describe_settings,
-                                           resolve_tolerance)
+from kernelsearch.verify.tolerance import PROFILES, Tolerance, ToleranceError, describe_settings, resolve_tolerance
 from kernelsearch.verify.verdict import format_verdict
-
-from .conftest import CANDIDATES, PROBLEMS
 
 
 @pytest.mark.parametrize("profile, dtype, expected", [

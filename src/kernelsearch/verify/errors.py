@@ -1,8 +1,12 @@
-"""How a failure becomes a verdict: the status it earns and the few lines that explain it."""
+"""How a failure becomes a verdict: the status it earns and the few lines that explain it; and what a check found
+(Found), which the job alone writes into the verdict."""
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .verdict import Status
 
 # Exception names that mean the candidate did not build. InterpreterError: Triton's interpreter met an error
 # while tracing the kernel body, which is a CompilationError when the same kernel is compiled for a GPU.
@@ -20,8 +24,19 @@ class Outcome(Exception):
         self.status, self.message = status, message
 
 
+@dataclass
+class Found:
+    """What one check found: its entry in the verdict's `checks` (under `check`; None: nothing to say there), the
+    warnings it raises, and the outcome that ends the job where it failed. Checks return these; the job alone
+    writes them (Job.record)."""
+    check: str
+    entry: dict | None
+    warnings: list[str] = field(default_factory=list)
+    outcome: Outcome | None = None
+
+
 def is_out_of_memory(e: BaseException) -> bool:
-    import torch
+    import torch  # here, not above: the pool imports this module and never loads torch
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e)[:300].lower()
 
 
@@ -30,10 +45,10 @@ def classify(e: BaseException, where: str, workdir: Path | None = None) -> tuple
     text, kind = str(e), type(e).__name__
     broken = any(m in text for m in STICKY_CUDA_MARKERS)
     if is_out_of_memory(e):
-        return "runtime_error", f"{where}: out of memory: {describe(e, workdir).splitlines()[0][:300]}", broken
+        return Status.RUNTIME_ERROR, f"{where}: out of memory: {describe(e, workdir).splitlines()[0][:300]}", broken
     building = (kind in COMPILE_MARKERS or any(m in text[:200] for m in COMPILE_MARKERS[:2])
                 or (where.startswith("importing") and kind != "RuntimeError"))
-    return ("compile_error" if building else "runtime_error"), f"{where}: {describe(e, workdir)}", broken
+    return (Status.COMPILE_ERROR if building else Status.RUNTIME_ERROR), f"{where}: {describe(e, workdir)}", broken
 
 
 def describe(e: BaseException, workdir: Path | None = None) -> str:
@@ -55,4 +70,4 @@ def problem_call(fn, what: str):
     try:
         return fn()
     except Exception as e:
-        raise Outcome("problem_error", f"{what} failed: {describe(e)}") from None
+        raise Outcome(Status.PROBLEM_ERROR, f"{what} failed: {describe(e)}") from None

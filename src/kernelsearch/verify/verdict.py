@@ -33,6 +33,21 @@ STATUSES = tuple(s for s in Status if s not in SEARCH_STATES)  # what the verifi
 # under a timing (its pass rates, set beside ours in bench's summary and report).
 KERNELBENCH_PASSING = (Status.CORRECT, Status.SHAPE_SPECIFIC, Status.SUSPICIOUS)
 RULES = ("kernelsearch", "kernelbench")  # --rules: ours (the default), or KernelBench's
+# Who may overrule the status a job gave, in the order they look at its verdict, and which statuses each may
+# overrule (to `rejected`): the worker, after the job, for a refusal of its run-time wall (whatever the status: the
+# candidate may have swallowed the exception) and for a harness violation (a patched timer, a thread left running:
+# a verdict that already says the candidate failed for another reason stays); then the pool, for a `correct` that
+# the answer keeper's record of its comparisons does not back (keeper_process.unbacked).
+OVERRULED_BY = {
+    "refused at run time": STATUSES,
+    "harness violation": (Status.CORRECT, Status.INCORRECT, Status.RUNTIME_ERROR),
+    "not backed by the answer keeper": (Status.CORRECT,),
+}
+
+
+# The seeds of a job's inputs, for the worker and the keeper alike: trial t's are seed + t, the others far from any
+# trial's. The contribution check's inputs (worker/extra_checks.check_contribution) are never compared with an answer.
+VARIANT_SEED, TIMING_SEED, FRESH_SEED, CONTRIBUTION_SEED = 100, 1000, 2000, 3000
 
 
 @dataclass
@@ -59,6 +74,15 @@ class VerifyRequest:
 
     def resolved_tolerance(self) -> Tolerance:
         return resolve_tolerance(self.tolerance, self.dtype, self.atol, self.rtol)
+
+    def compared_seeds(self) -> set[tuple[int, str]]:
+        """Every (seed, kind) whose answers the job lets the worker ask the keeper about, each at most once."""
+        wanted = {(self.seed + t, "trial") for t in range(self.trials)}
+        if self.variant_source:
+            wanted.add((self.seed + VARIANT_SEED, "variant"))
+        if self.timing:
+            wanted.add((self.seed + FRESH_SEED, "fresh"))
+        return wanted
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -96,6 +120,14 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.status == Status.CORRECT
+
+    def overrule(self, by: str, message: str) -> bool:
+        """Rejected for `by` (a key of OVERRULED_BY), with `message`, where its status may be overruled so; True if
+        it was."""
+        if self.status not in OVERRULED_BY[by]:
+            return False
+        self.status, self.message = Status.REJECTED, message
+        return True
 
     @property
     def timed(self) -> "Timing | None":

@@ -174,10 +174,9 @@ def _guard_fork_exec() -> None:
     """_posixsubprocess.fork_exec starts a process without an audit event: every reference to it is replaced by
     a stand-in that raises one first. The real function stays only in a generator's frame (reading gi_frame
     from the candidate's code is refused); the stand-in and the generator have no globals at all."""
+    import _posixsubprocess
     import gc
     import threading
-
-    import _posixsubprocess
 
     bare = {"__builtins__": {}}
     calls = FunctionType(audit_rules.fork_exec_calls.__code__, bare)(_posixsubprocess.fork_exec, sys.audit,

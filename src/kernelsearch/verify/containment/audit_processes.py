@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 
-from .audit_values import as_environment, read_file_text, real_path, as_text, as_texts, within
+from .audit_values import as_environment, as_text, as_texts, read_file_text, real_path, within
 
 _getcwd, _access, _X_OK = os.getcwd, os.access, os.X_OK
 

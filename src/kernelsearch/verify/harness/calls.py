@@ -5,8 +5,12 @@ from __future__ import annotations
 import contextlib
 import time
 
-from .chunks import CHUNK_ELEMENTS as EQUAL_CHUNK
+import torch
+
 from ..errors import Outcome, classify, describe
+from ..verdict import Status
+from .chunks import CHUNK_ELEMENTS as EQUAL_CHUNK
+from .correctness import flatten
 from .memory import Poison, held_tensors
 from .stopwatch import Stopwatch
 
@@ -59,7 +63,7 @@ class Calls:
             try:
                 raw = problem.get_inputs()
             except Exception as e:
-                raise Outcome("problem_error", f"get_inputs() failed: {describe(e)}") from None
+                raise Outcome(Status.PROBLEM_ERROR, f"get_inputs() failed: {describe(e)}") from None
         moved = []
         for x in raw:
             if isinstance(x, torch.Tensor):
@@ -73,8 +77,6 @@ class Calls:
     def reference(self, model, pristine: list) -> tuple[list, float]:
         """The reference's answers on a copy of `pristine`, and the seconds the call took. The answers are the
         job's own: memory the reference keeps (an input, a parameter, a module global) is copied."""
-        from .correctness import flatten
-
         torch = self.torch
         args = _clone(pristine)
         began = time.perf_counter()
@@ -83,7 +85,7 @@ class Calls:
                 result = flatten(model(*args))
             self.sync()
         except Exception as e:
-            raise Outcome("problem_error", f"the reference Model failed: {describe(e)}") from None
+            raise Outcome(Status.PROBLEM_ERROR, f"the reference Model failed: {describe(e)}") from None
         seconds = time.perf_counter() - began
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         self.reference_aliases |= any(_overlaps(r, a) for r in result for a in tensors)
@@ -102,8 +104,6 @@ class Calls:
             return self._candidate(model, pristine, recorder)
 
     def _candidate(self, model, pristine: list, recorder=None) -> list:
-        from .correctness import flatten
-
         torch = self.torch
         args = _clone(pristine)
         self.before_call()
@@ -115,35 +115,33 @@ class Calls:
             raise self.fail(e, "forward") from None
         for item in raw if isinstance(raw, (tuple, list)) else [raw]:
             if isinstance(item, torch.Tensor) and type(item) is not torch.Tensor:
-                raise Outcome("rejected", f"forward returned a {type(item).__name__} (a torch.Tensor subclass: its "
+                raise Outcome(Status.REJECTED, f"forward returned a {type(item).__name__} (a torch.Tensor subclass: its "
                                           "values can be computed lazily, outside the timed call)")
         try:
             outs = flatten(raw)
         except TypeError as e:
-            raise Outcome("rejected", f"{e} (an object whose work happens later)") from None
+            raise Outcome(Status.REJECTED, f"{e} (an object whose work happens later)") from None
         # Its right answers must not outlive it either: the next job (same problem, same seeds) could be handed
         # this memory. Poisoned at clean-up.
         self.poison.remember(outs)
         for j, out in enumerate(outs):
             for i, arg in enumerate(args):
                 if not self.reference_aliases and isinstance(arg, torch.Tensor) and _overlaps(out, arg):
-                    raise Outcome("rejected", f"output {j} shares memory with input {i} (aliasing an input)")
+                    raise Outcome(Status.REJECTED, f"output {j} shares memory with input {i} (aliasing an input)")
             if not self.reference_broadcasts and any(st == 0 and n > 1 for st, n in zip(out.stride(), out.shape)):
-                raise Outcome("rejected", f"output {j} is a broadcast view (stride 0): most of it was never computed")
+                raise Outcome(Status.REJECTED, f"output {j} is a broadcast view (stride 0): most of it was never computed")
         for i, (arg, original) in enumerate(zip(args, pristine)):
             if not self.reference_mutates and isinstance(arg, torch.Tensor) and not same_values(arg, original):
-                raise Outcome("rejected", f"forward modified its input {i} in place")
+                raise Outcome(Status.REJECTED, f"forward modified its input {i} in place")
         return outs
 
 
 def _clone(values: list) -> list:
-    import torch
     return [v.clone() if isinstance(v, torch.Tensor) else v for v in values]
 
 
 def same_values(a, b) -> bool:
     """Equal shape, dtype and values (NaN equal to NaN), compared in slices so no full-size temporary is made."""
-    import torch
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     if torch.equal(a, b):  # one pass, one sync (6 GiB inputs took ~0.3 s a call in slices); NaN falls through
@@ -155,7 +153,6 @@ def same_values(a, b) -> bool:
 
 
 def _equal(a, b) -> bool:
-    import torch
     if a.is_floating_point() or a.is_complex():
         return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
     return bool(torch.equal(a, b))

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..tolerance import Tolerance, short_number
 from . import chunks
 from .mismatch import WrongElements
-from ..tolerance import Tolerance, short_number
 
 # When the reference is degenerate (a constant or zero output would pass atol), the relative L2 error
 # ||out - ref|| / ||ref - mean(ref)|| must also be small (||ref|| for a single value). A constant output

@@ -5,16 +5,17 @@ from __future__ import annotations
 import contextlib
 import re
 
-from ..errors import Outcome, describe
+from ..errors import Found, Outcome, describe
+from ..verdict import Status
 
 
-def gpu_profiler(v):
+def gpu_profiler():
+    """A CUDA profiler for the first forward, or (a no-op context, why there is none)."""
     try:
         from torch.profiler import ProfilerActivity, profile
-        return profile(activities=[ProfilerActivity.CUDA])
+        return profile(activities=[ProfilerActivity.CUDA]), None
     except Exception as e:
-        v.warnings.append(f"no profiler, kernels not named: {describe(e)}")
-        return contextlib.nullcontext()
+        return contextlib.nullcontext(), f"no profiler, kernels not named: {describe(e)}"
 
 
 def own_kernel_names(source: str) -> set[str]:
@@ -24,21 +25,24 @@ def own_kernel_names(source: str) -> set[str]:
     return own
 
 
-def count_own_gpu_kernels(v, profiler, source: str) -> int:
-    """Kernels of the profiled call whose names the candidate defines; none of them means the GPU work was
+def own_gpu_kernels(profiler, source: str) -> Found:
+    """The kernels of the profiled call whose names the candidate defines; none of them means the GPU work was
     PyTorch's, and the candidate is rejected."""
     own = own_kernel_names(source)
     try:
         kernels = [e.name for e in profiler.events() if "CUDA" in str(e.device_type)]
     except Exception as e:
-        v.warnings.append(f"could not read the profiler: {describe(e)}")
-        return 0
+        return Found(GPU_KERNELS, None, warnings=[f"could not read the profiler: {describe(e)}"])
     mine = [k for k in kernels if any(name in k for name in own)]
-    v.checks["gpu_kernels"] = {"own": sorted(set(mine)), "other": sorted(set(kernels) - set(mine))[:20]}
+    found = Found(GPU_KERNELS, {"own": sorted(set(mine)), "other": sorted(set(kernels) - set(mine))[:20]})
     if not mine:
         ran = ", ".join(sorted(set(kernels))[:6]) or "no kernels"
-        raise Outcome("rejected", f"forward ran none of the candidate's own GPU kernels (the GPU ran: {ran})")
-    return len(mine)
+        found.outcome = Outcome(Status.REJECTED, f"forward ran none of the candidate's own GPU kernels (the GPU ran: "
+                                                 f"{ran})")
+    return found
+
+
+GPU_KERNELS = "gpu_kernels"  # its name in the verdict's checks
 
 
 # ---- where the time goes (for the search's feedback, not for the verdict) ------------------------------------
@@ -51,7 +55,7 @@ def kernel_times(fn, inputs: list, calls: int = PROFILED_CALLS) -> tuple[list[di
     """Each GPU kernel (and copy) that `fn(*inputs)` runs: its name, milliseconds and launches per call, from the
     profiler over `calls` calls on a warm L2 (so its times are for proportions; the verdict's times are the
     interleaved, L2-flushed ones); and the CUDA streams they ran on (the profiler's ids). CUDA only."""
-    import torch
+    import torch  # here, not above: the search reads KERNEL_KEYS from this module without torch
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CUDA]) as prof:

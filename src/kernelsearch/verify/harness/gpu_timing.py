@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .memory import tensor_bytes
+
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # KernelBench's flush size; H100 L2 is 50 MB, H200 60 MB.
 # An idle H100 sits at ~345-405 MHz and ramps up under load: a candidate timed right after idling ran up to 49 %
 # slower than the same kernel a moment later. Busy the GPU this long before the first timed call.
@@ -148,8 +150,6 @@ def work_of_call(model, inputs: list) -> tuple[float, int]:
     """What one call of `model` must do: (FLOPs, as torch's FlopCounterMode counts them; bytes: inputs, outputs
     and parameters, each moved once). The two numbers a roofline floor is made of."""
     from torch.utils.flop_counter import FlopCounterMode
-
-    from .memory import tensor_bytes
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         out = model(*inputs)

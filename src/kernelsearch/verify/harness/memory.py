@@ -1,10 +1,13 @@
-"""The memory guard: a budget drawn from the problem's footprint, and poison so no freed answer can be read."""
+"""The memory guard: a budget drawn from the problem's footprint, and poison so no freed answer can be read. torch is
+imported where it is used: the pool plans its GPU shares with this module and never loads torch."""
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
 from ..errors import Outcome
+from ..verdict import Status
 from .stopwatch import Stopwatch
 
 GiB = 1 << 30
@@ -15,6 +18,9 @@ USABLE_FRACTION = 0.85
 # temporaries) and the 256 MiB L2 flush of the timer.
 VERIFIER_RESERVE = 1 * GiB
 MAX_TIMING_SETS = 4  # input sets rotated during timing, so no cache keyed on inputs sees the same data twice
+# A cap on the memory a job may plan for, in bytes (also on the CPU, where there is no device to ask): for
+# tests of the memory plan, and for sharing a GPU with other work.
+MEMORY_BUDGET = int(os.environ.get("KS_MEMORY_BUDGET_BYTES") or 0)
 
 
 @dataclass
@@ -67,13 +73,30 @@ def plan_memory(footprint: Footprint, free_bytes: int, held_now: int = 0, keeper
     usable = int((free_bytes + held_now + keeper_holds) * USABLE_FRACTION)
     trial = one_trial(f) + max(0, keeper_holds - f.outputs)
     if trial > usable:
-        raise Outcome("problem_error", (
+        raise Outcome(Status.PROBLEM_ERROR, (
             f"the problem does not fit this device: one trial needs about {_gib(trial)} ({f.describe()}, "
             f"for the reference and the candidate side by side), {_gib(usable)} of device memory is usable"))
     plan = MemoryPlan(usable=usable, footprint=f)
     spare = usable - (one_trial(f) - 2 * f.inputs)
     plan.timing_sets = max(1, min(MAX_TIMING_SETS, spare // max(1, f.inputs)))
     return plan
+
+
+def plans_memory(device: str) -> bool:
+    """A GPU job plans its device memory; a CPU job only under an artificial budget (tests)."""
+    return device == "cuda" or bool(MEMORY_BUDGET)
+
+
+def memory_now(device: str, budget: int = 0, keeper_holds: int = 0) -> tuple[int, int]:
+    """(free bytes, bytes this process already holds) for a job's memory plan, within its `budget` where it has one
+    (KS_MEMORY_BUDGET_BYTES; its share of a GPU it runs on beside other jobs), which the keeper's answers on the
+    device (`keeper_holds`) count against too."""
+    import torch
+    if device != "cuda":
+        return MEMORY_BUDGET, 0
+    limit = min(b for b in (MEMORY_BUDGET, budget, 1 << 62) if b)
+    held = torch.cuda.memory_allocated()
+    return min(device_free_bytes(), max(0, limit - held - keeper_holds)), held
 
 
 def tensor_bytes(values) -> int:

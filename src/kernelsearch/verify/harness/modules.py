@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import Outcome, describe
+from ..verdict import Status
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # --dtype -> torch's name
 # A model with this many parameters is initialized on the device: KernelBench L3 2_ShallowWideMLP's 2.1G took
@@ -32,7 +33,7 @@ def load_problem(load):
     try:
         return load()
     except Exception as e:
-        raise Outcome("problem_error", f"the problem failed to load: {describe(e)}") from None
+        raise Outcome(Status.PROBLEM_ERROR, f"the problem failed to load: {describe(e)}") from None
 
 
 def build_model(torch, cls, init_inputs, seed: int, device: str, dtype, like=None):

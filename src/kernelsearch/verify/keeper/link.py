@@ -2,31 +2,24 @@
 keeper must not run anything the candidate's process sends it), and the worker's side of the conversation."""
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import struct
 from dataclasses import dataclass
 
+import torch
+from torch.multiprocessing.reductions import rebuild_cuda_tensor, reduce_tensor
+
 from ..errors import Outcome
+from ..harness.chunks import CHUNK_ELEMENTS
 from ..harness.memory import Footprint
+from ..verdict import Status
 
 HEADER = struct.Struct("!I")  # each message: its length, then that many bytes of JSON
 MAX_MESSAGE_BYTES = 1 << 20  # a header names shapes and dtypes; a bigger one is a broken or hostile peer
-# The seeds of a job's inputs, for both sides: trial t's are seed + t, the others far from any trial's. The
-# contribution check's inputs (extra_checks.check_contribution) are never compared with an answer.
-VARIANT_SEED, TIMING_SEED, FRESH_SEED, CONTRIBUTION_SEED = 100, 1000, 2000, 3000
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool",
-          "complex64", "complex128")
-
-
-def compared_seeds(req) -> set[tuple[int, str]]:
-    """Every (seed, kind) whose answers a job's request lets the worker ask the keeper about, each at most once."""
-    wanted = {(req.seed + t, "trial") for t in range(req.trials)}
-    if req.variant_source:
-        wanted.add((req.seed + VARIANT_SEED, "variant"))
-    if req.timing:
-        wanted.add((req.seed + FRESH_SEED, "fresh"))
-    return wanted
+          "complex64", "complex128")  # a tensor's dtype on the wire
 
 
 class LinkClosed(RuntimeError):
@@ -77,9 +70,6 @@ def share_cuda(t) -> dict | None:
     """What another process needs to open a GPU tensor's memory (torch.multiprocessing's CUDA reduction, as JSON);
     None where CUDA will not make a handle (on the H100 with a /dev/shm that was not a tmpfs: "invalid argument"):
     then the keeper asks for the bytes through the socket."""
-    from torch.multiprocessing.reductions import reduce_tensor
-
-    torch = _torch()
     torch.cuda.synchronize()  # the candidate's kernels have written it before the keeper reads
     try:
         _, (_, size, stride, offset, _, _, device, handle, size_bytes, offset_bytes, _, counter, counter_offset,
@@ -94,9 +84,7 @@ def share_cuda(t) -> dict | None:
 def open_cuda(spec: dict):
     """The keeper's view of a worker's GPU tensor from its `ipc` handle; ValueError when the handle does not open or
     the view would reach past the memory it names."""
-    from torch.multiprocessing.reductions import rebuild_cuda_tensor
-
-    torch, ipc = _torch(), spec["ipc"]
+    ipc = spec["ipc"]
     dtype = getattr(torch, spec["dtype"])
     shape, stride, offset = [int(n) for n in spec["shape"]], [int(n) for n in ipc["stride"]], int(ipc["offset"])
     extent = offset + sum((n - 1) * st for n, st in zip(shape, stride)) + 1 if all(shape) else 0
@@ -112,28 +100,23 @@ def open_cuda(spec: dict):
 
 
 def _b64(raw: bytes | None) -> str | None:
-    import base64
     return None if raw is None else base64.b64encode(raw).decode()
 
 
 def _unb64(text: str | None) -> bytes | None:
-    import base64
     return None if text is None else base64.b64decode(text)
 
 
 def send_tensor(sock: socket.socket, t) -> None:
     """A tensor's values in row-major order, a chunk at a time (a chunk's host copy is the only extra memory)."""
-    from ..harness.chunks import CHUNK_ELEMENTS
-
     flat = t.detach().reshape(-1)
     for start in range(0, flat.numel(), CHUNK_ELEMENTS):
         chunk = flat[start:start + CHUNK_ELEMENTS].contiguous().cpu()
-        sock.sendall(memoryview(chunk.view(-1).view(_torch().uint8).numpy()))
+        sock.sendall(memoryview(chunk.view(-1).view(torch.uint8).numpy()))
 
 
 def recv_tensor(sock: socket.socket, spec: dict):
     """A host tensor of `spec`'s dtype and shape, filled from the socket."""
-    torch = _torch()
     if spec.get("dtype") not in DTYPES:
         raise LinkClosed(f"dtype {spec.get('dtype')!r} is not one a tensor is sent in")
     t = torch.empty([int(n) for n in spec["shape"]], dtype=getattr(torch, spec["dtype"]))
@@ -141,10 +124,6 @@ def recv_tensor(sock: socket.socket, spec: dict):
         recv_into(sock, memoryview(t.view(-1).view(torch.uint8).numpy()), " in the middle of a tensor")
     return t
 
-
-def _torch():  # imported where tensors are sent: the pool reads the seeds here and never loads torch (~300 MiB)
-    import torch
-    return torch
 
 
 @dataclass
@@ -172,7 +151,7 @@ class KeeperLink:
             send_message(self.sock, **message)
             reply = recv_message(self.sock)
         except (OSError, LinkClosed) as e:
-            raise Outcome("runtime_error", f"verifier error: the answer keeper is gone ({e})") from None
+            raise Outcome(Status.RUNTIME_ERROR, f"verifier error: the answer keeper is gone ({e})") from None
         if reply.get("status"):  # the reference failed, or the keeper refused the request
             raise Outcome(reply["status"], reply.get("message", "the answer keeper refused the request"))
         return reply
@@ -199,9 +178,9 @@ class KeeperLink:
                     send_tensor(self.sock, t)
                 reply = recv_message(self.sock)
         except (OSError, LinkClosed) as e:
-            raise Outcome("runtime_error", f"verifier error: the answer keeper is gone ({e})") from None
+            raise Outcome(Status.RUNTIME_ERROR, f"verifier error: the answer keeper is gone ({e})") from None
         if self.device == "cuda":
-            _torch().cuda.ipc_collect()  # the keeper has let go of the shared outputs: their memory can be freed
+            torch.cuda.ipc_collect()  # the keeper has let go of the shared outputs: their memory can be freed
         if reply.get("status"):
             raise Outcome(reply["status"], reply.get("message", "the answer keeper refused the comparison"))
         return reply["result"]

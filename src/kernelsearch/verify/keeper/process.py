@@ -2,7 +2,7 @@
 candidate's outputs with them, so that no answer ever exists in the process where the candidate runs.
 
 It takes each job's request from the pool (stdin: the line the worker gets, so the worker cannot change the problem,
-the seeds or the tolerance), serves the worker over a socket (keeper_link.py: JSON and raw tensor bytes), and
+the seeds or the tolerance), serves the worker over a socket (link.py: JSON and raw tensor bytes), and
 reports each comparison to the pool on KS_RESPONSE_FD; the pool holds the worker's verdict against them. The keeper
 never runs candidate code. On a GPU a job's answers stay on the device where its memory plan allows
 (memory.answers_fit_on_device), and the worker's outputs are read in place through CUDA IPC: a comparison never
@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
 import traceback
 from pathlib import Path
 
-from .link import LinkClosed, compared_seeds, recv_message, recv_tensor, send_message
+import torch
+
 from ..containment.namespaces import undumpable
+from ..errors import Outcome, problem_call
+from ..harness.calls import Calls
+from ..harness.correctness import compare, degenerate_reason
+from ..harness.memory import Footprint, Poison, answers_fit_on_device, device_free_bytes, tensor_bytes
+from ..harness.modules import DTYPES, build_model, import_source, load_problem
+from ..verdict import Status, VerifyRequest
+from .link import LinkClosed, open_cuda, recv_message, recv_tensor, send_message
+from .references import ReferenceBehaviour, ReferenceCache
 
 
 def main() -> None:
@@ -42,10 +52,6 @@ def main() -> None:
 
 class Keeper:
     def __init__(self, device: str, protocol, sock: socket.socket):
-        import torch
-
-        from .references import ReferenceCache
-
         self.torch, self.device, self.protocol, self.sock = torch, device, protocol, sock
         torch.backends.cuda.matmul.allow_tf32 = False  # the reference is the standard: true fp32
         torch.backends.cudnn.allow_tf32 = False
@@ -61,8 +67,6 @@ class Keeper:
 
     def serve(self, job_id: str, request: dict, budget: int = 0) -> None:
         """Answer the worker's messages about this job until it says the job is done."""
-        from ..errors import Outcome
-        from ..verdict import VerifyRequest
 
         job = KeeperJob(self, VerifyRequest(**request), job_id, budget)
         try:
@@ -73,7 +77,7 @@ class Keeper:
                     return
                 try:
                     if message.get("job") != job_id:
-                        raise Outcome("rejected", "the answer keeper was asked about another job")
+                        raise Outcome(Status.REJECTED, "the answer keeper was asked about another job")
                     job.handle(message)
                 except Outcome as o:
                     send_message(self.sock, status=o.status, message=o.message)
@@ -81,7 +85,7 @@ class Keeper:
                     raise
                 except Exception as e:  # a verifier bug: the worker's verdict says so
                     traceback.print_exc()
-                    send_message(self.sock, status="runtime_error",
+                    send_message(self.sock, status=Status.RUNTIME_ERROR,
                                  message=f"verifier error in the answer keeper: {type(e).__name__}: {e}")
         finally:
             job.cleanup()
@@ -92,7 +96,6 @@ class KeeperJob:
     """One job's reference: built on its first request, its answers computed on demand and held in host memory."""
 
     def __init__(self, keeper: Keeper, req, job_id: str, budget: int = 0):
-        from ..harness.modules import DTYPES
 
         self.k, self.req, self.id = keeper, req, job_id
         self.budget = budget  # device bytes this job may plan with when it shares the GPU (gpu_share.py); 0: all
@@ -100,7 +103,7 @@ class KeeperJob:
         self.dtype = getattr(self.torch, DTYPES[req.dtype])
         self.tolerance = req.resolved_tolerance()
         self.workdir = Path.cwd() / f"job_{job_id}"
-        self.allowed = compared_seeds(req)  # each asked about once; a failed comparison ends the asking
+        self.allowed = req.compared_seeds()  # each asked about once; a failed comparison ends the asking
         self.compared: set[tuple[int, str]] = set()
         self.failed = False
         self.held: dict[tuple[int, str], list] = {}  # answers made ready for a comparison still to come
@@ -110,29 +113,26 @@ class KeeperJob:
         self.reference_s, self.reference_calls = 0.0, 0
 
     def handle(self, message: dict) -> None:
-        from ..errors import Outcome
 
         op = message.get("op")
         if op == "prepare":
             return send_message(self.k.sock, **self.prepare())
         seed, kind = message.get("seed"), message.get("kind")
         if (seed, kind) not in self.allowed or (seed, kind) in self.compared or self.failed:
-            raise Outcome("rejected", f"the answer keeper refused to compare seed {seed} ({kind}) again or out of "
+            raise Outcome(Status.REJECTED, f"the answer keeper refused to compare seed {seed} ({kind}) again or out of "
                                       "turn (only the job's own trials, each once)")
         if op == "ready":
             self.held[(seed, kind)] = self.answers(seed, kind)
             return send_message(self.k.sock)
         if op == "compare":
             return self.compare(seed, kind, message.get("outputs") or [])
-        raise Outcome("rejected", f"the answer keeper does not know the request {op!r}")
+        raise Outcome(Status.REJECTED, f"the answer keeper does not know the request {op!r}")
 
     # ---- the reference ------------------------------------------------------------------------------------
     def prepare(self) -> dict:
         """The first trials' answers (the first call measures the footprint), and what the worker needs to know
         of them: footprint, what the reference does to its inputs, its time, whether it is degenerate, and the
         device memory the answers held now take (the worker's memory plan counts them)."""
-        from ..harness.correctness import degenerate_reason
-        from ..harness.memory import tensor_bytes
 
         refs = []
         for t in range(min(2, self.req.trials)):
@@ -154,10 +154,6 @@ class KeeperJob:
     def model(self, which: str) -> tuple:
         """The problem (or its second shape) loaded and its reference built from the request's seed."""
         if which not in self.models:
-            from ..harness.calls import Calls
-            from ..errors import problem_call
-            from ..harness.modules import build_model, import_source, load_problem
-            from ..harness.memory import Poison
 
             source = self.req.problem_source if which == "problem" else self.req.variant_source
             self.workdir.mkdir(parents=True, exist_ok=True)
@@ -172,8 +168,6 @@ class KeeperJob:
     def answers(self, seed: int, kind: str) -> list:
         """The reference's outputs for (seed, kind): held for this job, cached (host copies), or computed now and
         kept where this job keeps its answers (on the device where they fit)."""
-        from ..harness.memory import tensor_bytes
-        from .references import ReferenceBehaviour
 
         if (seed, kind) in self.held:
             return self.held.pop((seed, kind))
@@ -212,7 +206,6 @@ class KeeperJob:
         """Whether this job's answers stay on the device (decided once, at its first answers, from the footprint
         and the device memory free with those answers counted as free)."""
         if self.on_device is None:
-            from ..harness.memory import answers_fit_on_device, device_free_bytes, tensor_bytes
 
             held = [a for kept in self.held.values() for a in kept if a.device.type == "cuda"]
             free = device_free_bytes() + tensor_bytes(answers) + tensor_bytes(held)
@@ -224,8 +217,6 @@ class KeeperJob:
     def measure(self, calls, reference, pristine):
         """The reference's first call, measuring its footprint for the worker's memory plan (intermediates only
         on a GPU, where the allocator counts them)."""
-        from ..errors import Outcome
-        from ..harness.memory import Footprint, tensor_bytes
 
         torch, on_gpu = self.torch, self.k.device == "cuda"
         params = tensor_bytes([*reference.parameters(), *reference.buffers()])
@@ -239,7 +230,7 @@ class KeeperJob:
                 raise
             footprint = Footprint(tensor_bytes(pristine), 0, params, 0)
             free = torch.cuda.mem_get_info()[0] if on_gpu else 0
-            raise Outcome("problem_error", f"the reference alone ran out of device memory ({footprint.describe()}, "
+            raise Outcome(Status.PROBLEM_ERROR, f"the reference alone ran out of device memory ({footprint.describe()}, "
                                            f"{free / 2**30:.1f} GiB free): {o.message.splitlines()[0][:200]}") from None
         outputs, inputs = tensor_bytes(answers), tensor_bytes(pristine)
         # the call cloned the inputs: the peak above what was held counts the copy, the outputs and the rest
@@ -248,7 +239,6 @@ class KeeperJob:
 
     # ---- the comparison -----------------------------------------------------------------------------------
     def compare(self, seed: int, kind: str, specs: list) -> None:
-        from ..harness.correctness import compare
 
         refs = self.answers(seed, kind)
         self.compared.add((seed, kind))
@@ -274,7 +264,6 @@ class KeeperJob:
     def shared_outputs(self, specs: list) -> list | None:
         """The worker's GPU outputs read in place through CUDA IPC, or None where they were not shared or do not
         open (inside bubblewrap's namespaces, say): then they come through the socket."""
-        from .link import open_cuda
 
         if self.k.device != "cuda" or not all("ipc" in spec for spec in specs):
             return None
@@ -294,8 +283,6 @@ class KeeperJob:
         return result
 
     def cleanup(self) -> None:
-        import shutil
-
         for name in [m[0].__name__ for m in self.models.values()]:
             sys.modules.pop(name, None)
         self.models.clear()

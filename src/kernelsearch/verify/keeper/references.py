@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-
 from dataclasses import dataclass
 
 from ..harness.memory import Footprint, GiB

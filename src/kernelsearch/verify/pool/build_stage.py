@@ -16,11 +16,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from .child_events import kill_group
-from ..worker.cuda_builds import MANIFEST
-from ..containment.sandbox import limit_process, worker_env, wrap_command
 from ..checks.static_checks import check_source
+from ..containment.sandbox import limit_process, worker_env, wrap_command
 from ..verdict import Verdict, VerifyRequest
+from ..worker.cuda_builds import MANIFEST
+from .child_events import kill_group
 
 # nvcc and the host compiler are single-threaded; ninja runs a build's two files (C++, CUDA) side by side.
 JOBS_PER_BUILD = 2

@@ -20,12 +20,15 @@ def read_events(stream, events: queue.Queue) -> None:
     events.put(None)
 
 
-def next_event(events: queue.Queue, deadline: float) -> dict | None | str:
-    """The next event; None when the process is gone, "timeout" when the deadline passed first."""
+TIMED_OUT = object()  # what next_event answers when the deadline passed first
+
+
+def next_event(events: queue.Queue, deadline: float) -> dict | None | object:
+    """The next event; None when the process is gone, TIMED_OUT when the deadline passed first."""
     try:
         return events.get(timeout=max(0.0, deadline - time.monotonic()))
     except queue.Empty:
-        return "timeout"
+        return TIMED_OUT
 
 
 def kill_group(pid: int) -> None:

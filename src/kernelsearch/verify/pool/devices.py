@@ -15,7 +15,7 @@ def resolve_device(device: str) -> str:
         raise DeviceError(f"unknown device {device!r} (auto, cuda or cpu)")
     if device == "cpu":
         return device
-    import torch
+    import torch  # only to ask for a GPU: a CPU pool's process never loads torch
     if torch.cuda.is_available():
         return "cuda"
     if device == "auto":
@@ -28,7 +28,7 @@ def resolve_device(device: str) -> str:
 
 def resolve_gpus(asked: list[int] | None) -> list[int]:
     """The GPUs to start one worker each on: those asked for, all visible ones by default."""
-    import torch
+    import torch  # a GPU pool's: see resolve_device
     count = torch.cuda.device_count()
     gpus = asked if asked is not None else list(range(count))
     if not gpus:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .child_events import kill_group, next_event, read_events
-from ..keeper.link import FRESH_SEED, VARIANT_SEED
 from ..containment.namespaces import Namespaces, read_child_pid
 from ..containment.sandbox import limit_process, worker_env
+from ..verdict import FRESH_SEED, VARIANT_SEED, Status
+from .child_events import TIMED_OUT, kill_group, next_event, read_events
 
 JOB_DONE_WAIT_S = 30.0  # the keeper says a job is done as the worker's last message reaches it: normally at once
 
@@ -79,7 +79,7 @@ class KeeperProcess:
         ready = self.next_event(deadline)
         if not isinstance(ready, dict) or ready.get("event") != "ready":
             self.stop()
-            raise KeeperStartError(f"not ready after {start_timeout_s:g}s" if ready == "timeout" else "it exited"
+            raise KeeperStartError(f"not ready after {start_timeout_s:g}s" if ready is TIMED_OUT else "it exited"
                                    if ready is None else f"it answered {ready!r}")
 
     def alive(self) -> bool:
@@ -129,7 +129,7 @@ class KeeperProcess:
 
 def unbacked(verdict, request, record: JobRecord | None) -> str | None:
     """Why a `correct` verdict is not what the keeper saw (a forged or tampered verdict), or None when it is."""
-    if verdict.status != "correct":
+    if verdict.status != Status.CORRECT:
         return None
     if record is None:
         return "the answer keeper never finished the job"

@@ -16,16 +16,15 @@ import uuid
 from concurrent.futures import Future
 from pathlib import Path
 
-from .child_events import kill_group, next_event, read_events
+from ..checks.static_checks import check_source
+from ..containment.namespaces import shared_shm
+from ..containment.sandbox import BUBBLEWRAP, SANDBOX_VARIABLE, containment, limit_process, worker_env, wrap_command
+from ..verdict import Status, Verdict, VerifyRequest
 from ..worker.cuda_builds import CACHE_VARIABLE
+from .child_events import TIMED_OUT, kill_group, next_event, read_events
 from .config import WorkerSettings
 from .gpu_share import GpuShare
 from .keeper_process import KeeperProcess, KeeperStartError, unbacked
-from ..containment.namespaces import shared_shm
-from ..containment.sandbox import BUBBLEWRAP, SANDBOX_VARIABLE, containment, limit_process, worker_env, wrap_command
-from ..checks.static_checks import check_source
-from ..verdict import Verdict, VerifyRequest
-
 
 
 class PoolStopped(RuntimeError):
@@ -110,7 +109,7 @@ class PoolWorker:
         self.jobs_done = 0
         ready = self.next_event(time.monotonic() + cfg.start_timeout_s)
         if not isinstance(ready, dict) or ready.get("event") != "ready":
-            why = (f"not ready after {cfg.start_timeout_s:g}s" if ready == "timeout" else "it exited" if ready is None
+            why = (f"not ready after {cfg.start_timeout_s:g}s" if ready is TIMED_OUT else "it exited" if ready is None
                    else f"it answered {ready!r}")
             tail = self.log_tail(0)
             self.stop()
@@ -124,7 +123,7 @@ class PoolWorker:
         self.info = info
         pool.started(info)
 
-    def next_event(self, deadline: float) -> dict | None | str:
+    def next_event(self, deadline: float) -> dict | None | object:
         return next_event(self.events, deadline)
 
     def stop(self) -> None:
@@ -178,7 +177,7 @@ class PoolWorker:
             try:
                 verdict = self.run(request)
             except Exception as e:  # never leave a caller waiting (a worker that cannot start ends up here)
-                verdict = Verdict(status="runtime_error", message=f"verifier error: {e}",
+                verdict = Verdict(status=Status.RUNTIME_ERROR, message=f"verifier error: {e}",
                                   problem=request.problem_name, candidate=request.candidate_name)
             finally:
                 self.future = None
@@ -197,7 +196,7 @@ class PoolWorker:
         self.holding = "beside" if budget else "alone"
         if not self.share.enter(self.holding == "alone", self.settings.config.run_timeout_s):
             self.holding = None
-            return self.failed(request, "timeout", "static", "waited past its limit for a turn on the GPU",
+            return self.failed(request, Status.TIMEOUT, "static", "waited past its limit for a turn on the GPU",
                                time.monotonic(), "")
         try:
             verdict = self.serve(request, budget)
@@ -226,16 +225,16 @@ class PoolWorker:
         deadline = began + limit
         while True:
             event = self.next_event(deadline)
-            if event == "timeout":
+            if event is TIMED_OUT:
                 self.stop()
-                return self.failed(request, "timeout", phase, f"{phase} ran past its {limit:.0f}s limit", began,
+                return self.failed(request, Status.TIMEOUT, phase, f"{phase} ran past its {limit:.0f}s limit", began,
                                    self.log_tail(offset))
             if event is None:
                 code = self.proc.wait() if self.proc else None
                 if code is not None and code > 128 and self.settings.sandbox_problem is None:
                     code = 128 - code  # bwrap passes on a signal death as 128 + the signal, as a shell does
                 self.stop()
-                return self.failed(request, "runtime_error", phase, f"{death_message(code)} (in the {phase} phase)",
+                return self.failed(request, Status.RUNTIME_ERROR, phase, f"{death_message(code)} (in the {phase} phase)",
                                    began, self.log_tail(offset))
             if event.get("event") == "phase":
                 phase = event["phase"]
@@ -269,9 +268,9 @@ class PoolWorker:
         verdict.reference_calls = record.reference_calls if record else 0
         forged = unbacked(verdict, request, record)
         if forged:  # the worker's process said `correct`; the keeper, which holds the answers, did not
-            verdict.status, verdict.message = "rejected", f"verdict not backed by the comparisons: {forged}"
+            verdict.overrule("not backed by the answer keeper", f"verdict not backed by the comparisons: {forged}")
             event["healthy"] = False
-        if verdict.status in ("runtime_error", "compile_error"):
+        if verdict.status in (Status.RUNTIME_ERROR, Status.COMPILE_ERROR):
             verdict.log_tail = self.log_tail(offset, 1500)
         built = self.settings.build_seconds(request.candidate_source)
         if built is not None:

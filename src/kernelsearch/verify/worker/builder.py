@@ -15,18 +15,17 @@ import sys
 import time
 from pathlib import Path
 
+from ..containment.audit import install, worker_policy
+from ..errors import classify
+from ..harness.modules import import_source
+from .cuda_builds import build_call, build_key, target_arch
+
 
 def main() -> None:
     answer = os.fdopen(int(os.environ["KS_RESPONSE_FD"]), "w")
     os.dup2(2, 1)  # the candidate's prints go to the log
     request = json.loads(sys.stdin.readline())
-    import torch  # noqa: F401  (before the wall: its import reads files all over the prefix)
-    import torch.utils.cpp_extension as cpp_extension
-
-    from ..containment.audit import install, worker_policy
-    from .cuda_builds import build_call, build_key, target_arch
-    from ..errors import classify
-    from ..harness.modules import import_source
+    import torch.utils.cpp_extension as cpp_extension  # before the wall: importing torch reads files all over
 
     workdir = Path.cwd()
     install(worker_policy(workdir, "cpu"))

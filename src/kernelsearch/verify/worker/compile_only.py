@@ -8,6 +8,9 @@ import sysconfig
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..errors import Outcome
+from ..verdict import Status
+
 # Hopper is what we run on; sm_90 keeps the check honest about features such as wgmma-free PTX.
 DEFAULT_ARCH = ["-gencode=arch=compute_90,code=sm_90"]
 
@@ -108,12 +111,10 @@ def _torch_includes() -> list[str]:
     return include_paths() + [sysconfig.get_paths()["include"]]
 
 
-def compile_only(job, v, init_inputs) -> None:
-    """A CUDA candidate on a machine without a GPU: record its load_inline calls and compile them; the job ends
-    with `compiled` (it builds; nothing ran) or `compile_error`."""
+def compile_only(job, init_inputs) -> Outcome:
+    """A CUDA candidate on a machine without a GPU: record its load_inline calls and compile them. The outcome the
+    job ends with: `compiled` (it builds; nothing ran), `compile_error` or `rejected`."""
     import torch.utils.cpp_extension as cpp_extension
-
-    from ..errors import Outcome
 
     job.send_phase("compile")
     builds: list = []
@@ -125,14 +126,13 @@ def compile_only(job, v, init_inputs) -> None:
             module.ModelNew(*init_inputs)  # some candidates build in __init__
     except Exception as e:
         if not builds:
-            raise job.calls.fail(e, "importing the candidate") from None
+            return job.calls.fail(e, "importing the candidate")
     finally:
         cpp_extension.load_inline = real
     if not builds:
-        raise Outcome("rejected", "a CUDA candidate that never calls load_inline")
+        return Outcome(Status.REJECTED, "a CUDA candidate that never calls load_inline")
     ok, message = compile_check(builds, job.workdir / "build", timeout_s=float(os.environ.get(
         "KS_COMPILE_TIMEOUT", "300")))
     if not ok:
-        raise Outcome("compile_error", message)
-    v.timing_unavailable = "no GPU"
-    raise Outcome("compiled", f"{message}; a GPU is needed to run it, so it is not verified")
+        return Outcome(Status.COMPILE_ERROR, message)
+    return Outcome(Status.COMPILED, f"{message}; a GPU is needed to run it, so it is not verified")

@@ -38,7 +38,7 @@ def build_call(load_inline, args: tuple, kwargs: dict) -> dict:
 
 
 def build_key(candidate_source: str, call: dict, arch: str) -> str:
-    import torch
+    import torch  # here, not above: the pool reads this module's names and never loads torch
     text = json.dumps({"candidate": candidate_source, "call": call, "arch": arch, "torch": torch.__version__},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]

@@ -5,20 +5,25 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-from ..harness.calls import Calls
-from .compile_only import compile_only
-from ..errors import Outcome, describe, problem_call
-from .extra_checks import check_contribution, check_determinism, check_variant
-from ..keeper.link import TIMING_SEED
-from ..harness.memory import MemoryPlan, Poison, device_free_bytes, held_tensors, plan_memory
-from ..harness.modules import DTYPES, build_model, import_source, load_problem
 from ..checks.precision_notes import tf32_warning
+from ..checks.static_checks import check_source
+from ..errors import Found, Outcome, describe, problem_call
+from ..harness.calls import Calls
+from ..harness.correctness import compare
+from ..harness.gpu_kernels import gpu_profiler, own_gpu_kernels
+from ..harness.memory import MemoryPlan, Poison, held_tensors, memory_now, plan_memory, plans_memory, tensor_bytes
+from ..harness.modules import DTYPES, build_model, import_source, load_problem
 from ..harness.stopwatch import Stopwatch
+from ..verdict import TIMING_SEED, Status
+from .compile_only import compile_only
+from .extra_checks import check_contribution, check_determinism, check_variant
+from .runtime_guards import OpRecorder
+from .timing_step import time_candidate
+from .work_estimate import too_large_for_the_interpreter
 
 # The first call compiles Triton kernels (autotuning tries many configurations on a GPU; the interpreter on the
 # CPU runs ~1000x slower than torch), so its limit is a floor plus a multiple of the reference's own time; a
@@ -34,9 +39,6 @@ CALL_TIMES_FIRST = 10.0
 # multiplication's 0.5 GiB took ~3.5 s a comparison; CUDA IPC reads in place).
 KEEPER_FLOOR_S = 60.0
 KEEPER_S_PER_GIB = 10.0
-# A cap on the memory a job may plan for, in bytes (also on the CPU, where there is no device to ask): for
-# tests of the memory plan, and for sharing a GPU with other work.
-MEMORY_BUDGET = int(os.environ.get("KS_MEMORY_BUDGET_BYTES") or 0)
 
 
 class Job:
@@ -62,18 +64,16 @@ class Job:
 
     # ---- the steps, top to bottom ------------------------------------------------------------------------
     def run(self, v) -> None:
-        from ..checks.static_checks import check_source
-
         req = self.req
         v.tolerance = self.tolerance.describe()
         report = check_source(req.candidate_source, f"{req.candidate_name}.py")
         v.language = report.language
         if report.syntax_error:
-            raise Outcome("compile_error", f"syntax error at {report.syntax_error}")
+            raise Outcome(Status.COMPILE_ERROR, f"syntax error at {report.syntax_error}")
         if not report.has_model_new:
-            raise Outcome("compile_error", "the candidate defines no class ModelNew")
+            raise Outcome(Status.COMPILE_ERROR, "the candidate defines no class ModelNew")
         if report.violations:
-            raise Outcome("rejected", "; ".join(report.violations))
+            raise Outcome(Status.REJECTED, "; ".join(report.violations))
         tf32 = tf32_warning(req.candidate_source, req.dtype, self.device)
         if tf32:
             v.warnings.append(tf32)
@@ -81,20 +81,23 @@ class Job:
         self.send_phase("reference")
         problem = self.load_problem(req.problem_source, "problem")
         if self.device == "cpu":
-            self.check_cpu_budget(problem)
+            too_large = too_large_for_the_interpreter(problem, req)
+            if too_large:
+                raise too_large
         init_inputs = problem_call(problem.get_init_inputs, "get_init_inputs()")
-        reference = self.build(problem.Model, init_inputs, "Model", "problem_error")
+        reference = self.build(problem.Model, init_inputs, "Model", Status.PROBLEM_ERROR)
 
         if self.device == "cpu" and report.language in ("cuda", "both"):
-            return compile_only(self, v, init_inputs)
+            v.timing_unavailable = "no GPU"
+            raise compile_only(self, init_inputs)
 
         # The answers are computed and held by the keeper, a process the candidate cannot reach (keeper.py)
         with self.clock("keeper"):
             prepared = self.w.keeper.prepare(self.id)
         self.calls.adopt(prepared.aliases, prepared.mutates, prepared.broadcasts)
         self.reference_s = prepared.reference_s
-        if prepared.footprint is not None and self.plans_memory:
-            self.plan = plan_memory(prepared.footprint, *self.memory_now(prepared.device_bytes),
+        if prepared.footprint is not None and plans_memory(self.device):
+            self.plan = plan_memory(prepared.footprint, *memory_now(self.device, self.budget, prepared.device_bytes),
                                     keeper_holds=prepared.device_bytes)
             v.memory, v.footprint = self.plan.describe(), vars(prepared.footprint)
         if prepared.degenerate:  # the keeper's comparisons hold the outputs to the relative L2 error too
@@ -126,32 +129,40 @@ class Job:
             outs = self.trial(v, t, problem, model_new)
             if t == 0:
                 first_output = outs
-        check_determinism(self, v, problem, model_new, first_output)
+        self.record(v, check_determinism(self, problem, model_new, first_output))
         del first_output, outs  # scrubbed; their memory goes back before the second shape and timing
-        check_contribution(self, v, problem, model_new)
+        self.record(v, check_contribution(self, problem, model_new))
         # KernelBench's rules judge at the problem's shapes: the second shape comes last there, where nothing it
         # finds (a crash included) can change what came before
         if req.rules != "kernelbench":
-            check_variant(self, v, reference, model_new, init_inputs)
+            self.record(v, check_variant(self, reference, model_new, init_inputs))
         self.check_integrity()
 
         if self.device != "cuda":
             v.timing_unavailable = "no GPU: timing needs CUDA (the interpreter's speed means nothing)"
         elif req.timing:
-            from .timing_step import time_candidate
             self.send_phase("timing")
             beside = self.budget and not self.take_gpu_alone()
             with self.clock("timing"):
-                time_candidate(self, v, problem, reference, model_new, beside=beside)
+                timed = time_candidate(self, problem, reference, model_new, beside=beside)
+            v.timing = timed.timing
+            for found in timed.found:
+                self.record(v, found)
         if req.rules == "kernelbench":
-            check_variant(self, v, reference, model_new, init_inputs)
+            self.record(v, check_variant(self, reference, model_new, init_inputs))
         v.message = self.summary(v)
+
+    def record(self, v, found: Found) -> None:
+        """What a check found, into the verdict; its outcome, if any, ends the job."""
+        if found.entry is not None:
+            v.checks[found.check] = found.entry
+        v.warnings.extend(found.warnings)
+        if found.outcome is not None:
+            raise found.outcome
 
     def trial(self, v, t, problem, model_new) -> list:
         """One trial with fresh inputs, judged by the keeper. Even trials have the reference's answer made first,
         odd ones after the candidate's call; free memory is poisoned before the candidate runs."""
-        from .runtime_guards import OpRecorder
-
         seed = self.req.seed + t
         recorder = OpRecorder(self.w.counter) if t == 0 else None
         self.w.counter.reset()
@@ -168,7 +179,7 @@ class Job:
                          **result, **({"mismatch": mismatch} if mismatch else {})})
         self.check_integrity()
         if not result["ok"]:
-            raise Outcome("incorrect", f"trial {t} (seed {seed}): {result['message']}")
+            raise Outcome(Status.INCORRECT, f"trial {t} (seed {seed}): {result['message']}")
         return outs
 
     def call(self, model_new, problem, seed: int, recorder=None) -> list:
@@ -189,8 +200,6 @@ class Job:
     def judge(self, outs: list, seed: int, kind: str) -> dict:
         """The keeper's comparison of the outputs with its answers for (seed, kind). On a GPU the allocator's
         cached blocks go back first: the keeper may need the room to compute the answers."""
-        from ..harness.memory import tensor_bytes
-
         if self.device == "cuda":
             self.torch.cuda.empty_cache()
         self.send_phase(self.phase, limit_s=KEEPER_FLOOR_S + KEEPER_S_PER_GIB * tensor_bytes(outs) / 2**30)
@@ -204,52 +213,23 @@ class Job:
         with self.clock("keeper"):
             self.w.keeper.ready(self.id, seed, kind)
 
-    @property
-    def plans_memory(self) -> bool:
-        """A GPU job plans its device memory; a CPU job only under an artificial budget (tests)."""
-        return self.device == "cuda" or bool(MEMORY_BUDGET)
-
-    def memory_now(self, keeper_holds: int = 0) -> tuple[int, int]:
-        """(free bytes, bytes this process already holds) for the memory plan, within the job's budget where it
-        has one (KS_MEMORY_BUDGET_BYTES; its share of a GPU it runs on beside other jobs), which the keeper's
-        answers on the device count against too."""
-        budget = min(b for b in (MEMORY_BUDGET, self.budget, 1 << 62) if b)
-        if self.device != "cuda":
-            return MEMORY_BUDGET, 0
-        held = self.torch.cuda.memory_allocated()
-        return min(device_free_bytes(), max(0, budget - held - keeper_holds)), held
-
     def baseline_key(self, problem) -> str:
         return f"{problem.__ks_key__}:{self.req.dtype}"
 
     def compare(self, outs: list, expected: list) -> dict:
         """Outputs against other outputs of the candidate's (the determinism check), at the request's tolerance."""
-        from ..harness.correctness import compare
         return compare(outs, expected, self.tolerance, device=self.device)
 
     # ---- problem side --------------------------------------------------------------------------------------
     def load_problem(self, source: str, kind: str):
         return load_problem(lambda: self.import_file(source, kind))
 
-    def check_cpu_budget(self, problem) -> None:
-        """The interpreter runs ~1000x slower than torch: refuse problems that would take hours, and say how
-        to shrink them with --set."""
-        from .work_estimate import estimate_work
-
-        elements, flops = estimate_work(problem)
-        if elements > self.req.max_cpu_elements or flops > self.req.max_cpu_flops:
-            constants = ", ".join(f"{k}={v}" for k, v in _size_constants(problem).items()) or "none found"
-            raise Outcome("problem_error", (
-                f"too large for the CPU interpreter: {elements:.3g} tensor elements and {flops:.3g} FLOPs per call "
-                f"(limits {self.req.max_cpu_elements:.3g} and {self.req.max_cpu_flops:.3g}); shrink it with "
-                f"--set NAME=VALUE (size constants: {constants}), or run on a GPU"))
-
     def build(self, cls, init_inputs, what: str, status: str, like=None):
         """cls(*init_inputs) from the job's seed; `like`: the problem's reference class (modules.build_model)."""
         try:
             return build_model(self.torch, cls, init_inputs, self.req.seed, self.device, self.dtype, like)
         except Exception as e:
-            if status == "problem_error":
+            if status == Status.PROBLEM_ERROR:
                 raise Outcome(status, f"{what}(*get_init_inputs()) failed: {describe(e)}") from None
             raise self.calls.fail(e, f"{what}(*get_init_inputs())") from None
 
@@ -262,21 +242,20 @@ class Job:
         except Exception as e:
             raise self.calls.fail(e, "importing the candidate") from None
         if not hasattr(module, "ModelNew"):
-            raise Outcome("compile_error", "the candidate defines no class ModelNew")
+            raise Outcome(Status.COMPILE_ERROR, "the candidate defines no class ModelNew")
         self.check_integrity()
-        return self.build(module.ModelNew, init_inputs, "ModelNew", "runtime_error", like=reference_class)
+        return self.build(module.ModelNew, init_inputs, "ModelNew", Status.RUNTIME_ERROR, like=reference_class)
 
     def first_call(self, v, problem, model_new) -> None:
         """The first forward compiles Triton kernels; its output is not judged. On a GPU it runs under the
         profiler, so that the kernels it launched can be named."""
-        from ..harness.gpu_kernels import count_own_gpu_kernels, gpu_profiler
-        from .runtime_guards import OpRecorder
-
         torch = self.torch
         args = self.calls.inputs(problem, self.req.seed)
         self.w.counter.reset()
         recorder = OpRecorder(self.w.counter)
-        profiler = gpu_profiler(v) if self.device == "cuda" else contextlib.nullcontext()
+        profiler, no_profiler = gpu_profiler() if self.device == "cuda" else (contextlib.nullcontext(), None)
+        if no_profiler:
+            v.warnings.append(no_profiler)
         try:
             with torch.no_grad(), recorder, profiler:
                 model_new(*args)
@@ -287,7 +266,7 @@ class Job:
         self.first_call_ops = recorder.compute_ops()
         self.check_integrity()
         if self.device == "cuda" and self.w.counter.total and not isinstance(profiler, contextlib.nullcontext):
-            count_own_gpu_kernels(v, profiler, self.req.candidate_source)
+            self.record(v, own_gpu_kernels(profiler, self.req.candidate_source))
 
     def judge_pytorch_use(self, v, recorder) -> None:
         """Judged on a steady-state call (trial 0), not the first: one-time set-up such as building an index
@@ -300,16 +279,16 @@ class Job:
                                                "note": f"PyTorch on the first call only (set-up): {', '.join(setup_only)}"}
         if v.kernel_launches == 0:
             did = ", ".join(v.pytorch_ops) or "no compute at all"
-            raise Outcome("rejected", f"forward launched none of the candidate's own kernels (PyTorch ran: {did})")
+            raise Outcome(Status.REJECTED, f"forward launched none of the candidate's own kernels (PyTorch ran: {did})")
         if v.pytorch_ops:
             if self.req.strict:
-                raise Outcome("rejected", f"--strict: compute left in PyTorch: {', '.join(v.pytorch_ops)}")
+                raise Outcome(Status.REJECTED, f"--strict: compute left in PyTorch: {', '.join(v.pytorch_ops)}")
             v.warnings.append(f"compute left in PyTorch: {', '.join(v.pytorch_ops)}")
 
     def check_integrity(self) -> None:
         violations = self.w.integrity.violations() + [f"refused at run time: {r}" for r in self.w.refusals()]
         if violations:
-            raise Outcome("rejected", "; ".join(violations))
+            raise Outcome(Status.REJECTED, "; ".join(violations))
 
     # ---- helpers -------------------------------------------------------------------------------------------
     def summary(self, v) -> str:
@@ -351,8 +330,3 @@ class Job:
         if self.device == "cuda":
             self.torch.cuda.empty_cache()
 
-
-def _size_constants(problem) -> dict:
-    return {k: v for k, v in vars(problem).items()
-            if not k.startswith("_") and ((isinstance(v, int) and not isinstance(v, bool))
-                                          or (isinstance(v, tuple) and v and all(isinstance(x, int) for x in v)))}

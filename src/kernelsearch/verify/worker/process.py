@@ -13,24 +13,32 @@ import time
 import traceback
 from pathlib import Path
 
+from .. import errors, tolerance
+from ..containment.audit import install, worker_policy
+from ..containment.sandbox import network_isolated, os_sandbox
+from ..errors import Outcome, is_out_of_memory
+from ..harness import calls, chunks, correctness, gpu_kernels, gpu_timing, memory, mismatch
+from ..keeper.link import KeeperLink
+from ..verdict import Status, Verdict, VerifyRequest
+from . import cuda_builds, extra_checks, job, timing_step
+from .job import Job
+from .runtime_guards import Integrity, LaunchCounter
+from .timing_step import CompiledBaselines
+
 
 def main() -> None:
     protocol = os.fdopen(int(os.environ["KS_RESPONSE_FD"]), "w", buffering=1)
     os.dup2(2, 1)  # anything printed from here on lands in the worker log
     worker = Worker(device=os.environ.get("KS_DEVICE", "cpu"), protocol=protocol)
-    from ..keeper.link import KeeperLink
     # the answer keeper's socket, made an object before the audit hook refuses sockets
     worker.keeper = KeeperLink(socket.socket(fileno=int(os.environ["KS_KEEPER_FD"])), worker.device)
-    from ..containment.sandbox import network_isolated, os_sandbox
     where = os_sandbox()  # before the audit hook, which refuses the /proc/1 reads this needs
     # The run-time wall (audit.py): installed before the first request, never removed; refusals also go to the
     # pool as {"event": "refused"} lines on the protocol descriptor. On by default on the CPU and the GPU;
     # KS_AUDIT=off turns it off (tests use it to show what the other walls hold alone).
     audit = os.environ.get("KS_AUDIT") or "on"
     if audit == "on":
-        from ..containment.audit import install, worker_policy
-        from .cuda_builds import CACHE_VARIABLE
-        built = tuple(filter(None, [os.environ.get(CACHE_VARIABLE)]))  # the build stage's modules, read-only
+        built = tuple(filter(None, [os.environ.get(cuda_builds.CACHE_VARIABLE)]))  # the build stage's modules, read-only
         worker.refusals = install(worker_policy(Path.cwd(), worker.device, report_fd=protocol.fileno(),
                                                 more_reads=built))
     worker.send(event="ready", network_isolated=network_isolated(), os_sandbox=where, audit_hook=audit == "on",
@@ -52,12 +60,6 @@ class Worker:
         import torch._dynamo  # noqa: F401  (rebinds torch.manual_seed on import: before the snapshot)
         import torch.utils.flop_counter  # noqa: F401
         import triton  # noqa: F401  (imported before any candidate, so its launch path can be counted)
-
-        from .. import errors, tolerance
-        from ..harness import calls, chunks, correctness, gpu_kernels, gpu_timing, memory, mismatch
-        from . import cuda_builds, extra_checks, job, timing_step
-        from .runtime_guards import Integrity, LaunchCounter
-        from .timing_step import CompiledBaselines
 
         self.torch, self.protocol, self.device = torch, protocol, device
         torch.backends.cuda.matmul.allow_tf32 = False  # the reference is the standard: true fp32
@@ -93,15 +95,11 @@ class Worker:
         self.protocol.write(json.dumps(event, default=str) + "\n")
 
     def handle(self, job_id: str, request: dict, budget: int = 0) -> tuple[dict, bool]:
-        from ..errors import Outcome, is_out_of_memory
-        from .job import Job
-        from ..verdict import Verdict, VerifyRequest
-
         req = VerifyRequest(**request)
         workdir = Path.cwd() / f"job_{job_id}"
         workdir.mkdir(parents=True, exist_ok=True)
         job = Job(self, req, job_id, workdir, budget)
-        verdict = Verdict(status="correct", message="", problem=req.problem_name, candidate=req.candidate_name,
+        verdict = Verdict(status=Status.CORRECT, message="", problem=req.problem_name, candidate=req.candidate_name,
                           device=self.info["device_name"], dtype=req.dtype, overrides=req.overrides)
         began = time.perf_counter()
         tainted = False
@@ -112,11 +110,11 @@ class Worker:
         except BaseException as e:  # a verifier bug must still come back as a verdict
             traceback.print_exc()
             if is_out_of_memory(e):  # our own allocation, not the candidate's: the plan misjudged the problem
-                verdict.status = "problem_error"
+                verdict.status = Status.PROBLEM_ERROR
                 verdict.message = (f"the verifier ran out of device memory in the {job.phase} phase "
                                    f"({job.plan.describe() if job.plan else 'no memory plan yet'})")
             else:
-                verdict.status, verdict.message = "runtime_error", f"verifier error: {type(e).__name__}: {e}"
+                verdict.status, verdict.message = Status.RUNTIME_ERROR, f"verifier error: {type(e).__name__}: {e}"
         verdict.phase = job.phase
         verdict.elapsed_s = round(time.perf_counter() - began, 3)
         verdict.step_s = job.clock.report()
@@ -128,15 +126,14 @@ class Worker:
             violations, job.calls.broke_context = [], True
         self.keeper.done(job_id)
         clear_worker_dir()  # the next job starts with none of this one's files (its job_* directory included)
-        refused = self.refusals()  # run-time wall: whatever the status, a refusal rejects (and ends the worker)
+        refused = self.refusals()  # the run-time wall's record: a refusal also ends the worker
         if refused:
-            verdict.status, verdict.message = "rejected", "refused at run time: " + "; ".join(refused[:3])
+            verdict.overrule("refused at run time", "refused at run time: " + "; ".join(refused[:3]))
             tainted = True
         if violations:
             tainted = True
             self.integrity.restore_settings()
-            if verdict.status in ("correct", "incorrect", "runtime_error"):
-                verdict.status, verdict.message = "rejected", "; ".join(violations)
+            verdict.overrule("harness violation", "; ".join(violations))
         self.jobs += 1
         return verdict.to_json(), self.canary() and not tainted and not job.broke_context
 

@@ -3,13 +3,15 @@ same unseen inputs, then a last correctness check on fresh inputs, and the roofl
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
-from ..errors import Outcome, describe
-from ..keeper.link import FRESH_SEED, TIMING_SEED
+import torch
+
+from ..errors import Found, Outcome, describe
 from ..harness.gpu_kernels import KERNEL_KEYS, kernel_times
-from ..harness.gpu_timing import (METHOD, measured_peaks, peaks_of, roofline_floor_ms, speedup, summarize, time_interleaved,
-                     work_of_call)
-from ..verdict import Status
+from ..harness.gpu_timing import (METHOD, measured_peaks, peaks_of, roofline_floor_ms, speedup, summarize,
+                                  time_interleaved, work_of_call)
+from ..verdict import FRESH_SEED, TIMING_SEED, Status
 
 COMPILED_KEPT = 2  # torch.compile'd references kept per worker (a search times one problem again and again)
 
@@ -25,7 +27,6 @@ class CompiledBaselines:
         if key in self.entries:
             self.entries.move_to_end(key)
             return self.entries[key]
-        import torch
         try:
             compiled = torch.compile(reference)
             with torch.no_grad():
@@ -39,10 +40,16 @@ class CompiledBaselines:
         return compiled
 
 
-def time_candidate(job, v, problem, reference, model_new, beside: bool = False) -> None:
-    """`beside`: the job could not have its GPU alone (gpu_share.py) and is timed beside another job."""
-    import torch
+@dataclass
+class Timed:
+    """What the timing step found: the verdict's timing, and its checks in the order they ran (the kernels' streams,
+    the fresh inputs, the roofline); it stops at the first with an outcome."""
+    timing: dict
+    found: list[Found] = field(default_factory=list)
 
+
+def time_candidate(job, problem, reference, model_new, beside: bool = False) -> Timed:
+    """`beside`: the job could not have its GPU alone (gpu_share.py) and is timed beside another job."""
     req = job.req
     sets = [job.calls.inputs(problem, req.seed + TIMING_SEED + k) for k in range(job.plan.timing_sets)]  # never seen
     compiled = job.w.compiled.get(job.baseline_key(problem), reference, sets[0])  # built before the candidate
@@ -55,70 +62,81 @@ def time_candidate(job, v, problem, reference, model_new, beside: bool = False) 
     if "compile" not in samples:
         compiled = compiled if isinstance(compiled, str) else "unavailable: it failed while being timed"
     new = samples["candidate"].gpu
-    v.timing = {"candidate": summarize(samples["candidate"]),
-                "method": f"{METHOD}; {len(sets)} input set(s)" + ("; beside another job on the GPU (its wait to "
-                                                                     "run alone ran out)" if beside else "")}
+    timed = Timed({"candidate": summarize(samples["candidate"]),
+                   "method": f"{METHOD}; {len(sets)} input set(s)" + ("; beside another job on the GPU (its wait "
+                                                                        "to run alone ran out)" if beside else "")})
     for name in ("eager", "compile"):
         if name in samples:
             point, low, high = speedup(samples[name].gpu, new)
-            v.timing[name] = summarize(samples[name])
-            v.timing[f"speedup_vs_{name}"] = round(point, 4)
-            v.timing[f"speedup_vs_{name}_ci"] = [round(low, 4), round(high, 4)]
+            timed.timing[name] = summarize(samples[name])
+            timed.timing[f"speedup_vs_{name}"] = round(point, 4)
+            timed.timing[f"speedup_vs_{name}_ci"] = [round(low, 4), round(high, 4)]
         else:
-            v.timing[name] = compiled
+            timed.timing[name] = compiled
     with torch.no_grad():
-        _profile_kernels(v, {name: fns[name] for name in samples}, sets[0])
+        timed.found.append(_profile_kernels(timed.timing, {name: fns[name] for name in samples}, sets[0]))
+    if timed.found[-1].outcome:
+        return timed
     job.check_integrity()
     del sets  # up to 4 input sets: 34 GiB on 38_L1Norm, which the check below needs room for
 
     # Re-check on inputs the candidate has not seen, after it ran many times: catches cached results.
     result = job.call_and_judge(model_new, problem, req.seed + FRESH_SEED, "fresh")
-    v.checks["fresh_inputs_after_timing"] = {"ok": result["ok"], "max_abs_err": result["max_abs_err"]}
+    timed.found.append(Found("fresh_inputs_after_timing", {"ok": result["ok"], "max_abs_err": result["max_abs_err"]}))
     if not result["ok"]:
-        raise Outcome("incorrect", f"wrong on fresh inputs after timing (results cached?): {result['message']}")
+        timed.found[-1].outcome = Outcome(Status.INCORRECT, "wrong on fresh inputs after timing (results cached?): "
+                                                            f"{result['message']}")
+        return timed
+    floor = judge_floor(job.w.info["device_name"], req.dtype, timed.timing["candidate"]["median_ms"], flops,
+                        bytes_moved, measured_peaks())
+    if floor is not None:
+        timed.found.append(floor)
+    return timed
 
-    judge_floor(v, req.dtype, flops, bytes_moved, measured_peaks())
 
-
-def judge_floor(v, dtype: str, flops: float, bytes_moved: int, measured: dict | None) -> None:
+def judge_floor(device: str, dtype: str, median: float, flops: float, bytes_moved: int,
+                measured: dict | None) -> Found | None:
     """The roofline: the least time this GPU needs for the problem's FLOPs and bytes at its peaks (the datasheet's,
     raised to what it was measured at). A candidate timed under it is not fast but `suspicious` (work skipped,
-    results cached, work the timer did not see): the search does not keep it and fast_p does not count it."""
-    peaks = peaks_of(v.device, measured)
+    results cached, work the timer did not see): the search does not keep it and fast_p does not count it. None
+    where no peaks are known."""
+    peaks = peaks_of(device, measured)
     if peaks is None:
-        return
-    floor = roofline_floor_ms(flops, bytes_moved, dtype, v.device, measured)
-    median = v.timing["candidate"]["median_ms"]
-    v.checks["roofline"] = {"floor_ms": floor, "flops": flops, "bytes": bytes_moved,
-                            "peak_bandwidth": peaks["bandwidth"], "peak_flops": peaks[dtype],
-                            "note": f"{floor / median:.1%} of the roofline (floor {floor:.3g} ms)"}
+        return None
+    floor = roofline_floor_ms(flops, bytes_moved, dtype, device, measured)
+    found = Found("roofline", {"floor_ms": floor, "flops": flops, "bytes": bytes_moved,
+                               "peak_bandwidth": peaks["bandwidth"], "peak_flops": peaks[dtype],
+                               "note": f"{floor / median:.1%} of the roofline (floor {floor:.3g} ms)"})
     if measured:
-        v.checks["roofline"]["measured"] = {k: float(f"{x:.4g}") for k, x in measured.items()}
+        found.entry["measured"] = {k: float(f"{x:.4g}") for k, x in measured.items()}
     if median < floor:
-        raise Outcome(Status.SUSPICIOUS, (
+        found.outcome = Outcome(Status.SUSPICIOUS, (
             f"{median:.4g} ms is under the {floor:.4g} ms this GPU needs at its peaks for the problem's "
             f"{flops:.3g} FLOPs ({peaks[dtype] / 1e12:.4g} TFLOP/s) and {bytes_moved / 1e6:.4g} MB "
             f"({peaks['bandwidth'] / 1e9:.4g} GB/s): not a speed it can reach (skipped work, cached results, or "
             "work the timer does not see)"))
+    return found
 
 
-def _profile_kernels(v, fns: dict, inputs: list) -> None:
+def _profile_kernels(timing: dict, fns: dict, inputs: list) -> Found:
     """Each timed function's kernels with their times (gpu_kernels.kernel_times) into the timing, for the search's
     feedback on where the time goes; a profiler that fails costs the breakdown, never the verdict. The events time
     the stream the call is made on: a candidate whose kernels run on another (work the events do not see) is
     rejected."""
-    streams = {}
+    found, streams = Found("kernel_streams", None), {}
     for name, fn in fns.items():
         try:
-            v.timing[KERNEL_KEYS[name]], streams[name] = kernel_times(fn, inputs)
+            timing[KERNEL_KEYS[name]], streams[name] = kernel_times(fn, inputs)
         except Exception as e:
-            v.timing["kernels_unavailable"] = describe(e).splitlines()[0][:200]
-            return
+            timing["kernels_unavailable"] = describe(e).splitlines()[0][:200]
+            return found
     timed = streams.get("eager") or streams.get("compile") or set()
     elsewhere = streams["candidate"] - timed
     if timed and elsewhere:
-        raise Outcome("rejected", f"its kernels ran on CUDA stream(s) {sorted(elsewhere)}, not the stream timed "
-                                  f"({sorted(timed)}): side-stream work the timer does not see")
+        found.outcome = Outcome(Status.REJECTED, f"its kernels ran on CUDA stream(s) {sorted(elsewhere)}, not the "
+                                                 f"stream timed ({sorted(timed)}): side-stream work the timer does not "
+                                                 "see")
+    return found
 
 
 def _time(job, fns: dict, sets: list) -> dict:
