@@ -21,6 +21,6 @@ tar czf "$OUT/runs.tgz" -C "$RUNS" .
 [ "${SKIP_TESTS:-0}" = 1 ] && exit 0
 echo "== tests on CUDA"
 KS_TEST_DEVICE=cuda timeout 420 python3 -m pytest -q -p no:cacheprovider tests/test_solve.py tests/test_bench.py \
-    tests/test_llm_client.py tests/test_answer.py tests/test_search.py "tests/test_verify.py::test_a_fresh_worker_request_gets_a_new_process" \
+    tests/test_llm_client.py tests/test_answer.py tests/test_search.py "tests/verify/test_verify.py::test_a_fresh_worker_request_gets_a_new_process" \
     -rfs --durations=8 > "$OUT/pytest.log" 2>&1
 tail -25 "$OUT/pytest.log"

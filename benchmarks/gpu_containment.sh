@@ -15,8 +15,8 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --f
 python3 -c "from kernelsearch.verify.containment.sandbox import bubblewrap_problem as p; print('bubblewrap:', p() or 'usable')"
 XDIST=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4")
 KS_TEST_DEVICE=cuda timeout "${SUITE_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider $XDIST -rfs \
-    tests/test_keeper.py tests/test_verify.py tests/test_hacks.py tests/test_poison_across_jobs.py \
-    tests/test_cuda_candidates.py tests/test_audit.py tests/test_os_sandbox.py > "$OUT/pytest.log" 2>&1
+    tests/verify/keeper/test_keeper.py tests/verify/test_verify.py tests/verify/worker/test_hacks.py tests/verify/worker/test_poison_across_jobs.py \
+    tests/verify/worker/test_cuda_candidates.py tests/verify/containment/test_audit.py tests/verify/containment/test_os_sandbox.py > "$OUT/pytest.log" 2>&1
 tail -30 "$OUT/pytest.log"
 sweep() {  # name, deadline seconds, sweep arguments...
     local name=$1 deadline=$2; shift 2

@@ -18,7 +18,7 @@ timeout 70 python3 benchmarks/kernelbench_sweep.py --kernelbench-dir kb --deadli
     --modes untimed --out "$OUT/sweep.jsonl" > "$OUT/sweep.log" 2>&1
 grep -E "^L|untimed:" "$OUT/sweep.log" | tail -5
 echo "== the sandbox's CUDA tests"
-KS_TEST_DEVICE=cuda timeout 70 python3 -m pytest -q -p no:cacheprovider -rfE tests/test_os_sandbox.py \
+KS_TEST_DEVICE=cuda timeout 70 python3 -m pytest -q -p no:cacheprovider -rfE tests/verify/containment/test_os_sandbox.py \
     -k "sandboxed_pool or cuda_candidate or keeper_shares" > "$OUT/pytest.log" 2>&1
 grep -E "^(FAILED|ERROR|E )|passed|failed" "$OUT/pytest.log" | head -12
 echo "left in /dev/shm: $(ls /dev/shm | grep -c kernelsearch)"

@@ -22,8 +22,8 @@ left() { echo $((530 - $(date +%s) + began)); }
 case "${1:-1}" in
 1)  # what matters most first: hacks caught on the GPU, every 4th problem and the slow ones, builds, small kernels
     XDIST=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4")
-    KS_TEST_DEVICE=cuda timeout 110 python3 -m pytest -q -p no:cacheprovider $XDIST -rfs tests/test_hacks.py \
-        tests/test_cuda_candidates.py tests/test_timing.py tests/test_correctness.py tests/test_poison_across_jobs.py \
+    KS_TEST_DEVICE=cuda timeout 110 python3 -m pytest -q -p no:cacheprovider $XDIST -rfs tests/verify/worker/test_hacks.py \
+        tests/verify/worker/test_cuda_candidates.py tests/verify/harness/test_timing.py tests/verify/harness/test_correctness.py tests/verify/worker/test_poison_across_jobs.py \
         > "$OUT/pytest.log" 2>&1
     tail -15 "$OUT/pytest.log"
     python3 benchmarks/gpu_sweep.py untimed,cuda,repeat --every 4 --also 1:5,7,9,11,19,20 --also 3:1,2 \

@@ -12,7 +12,7 @@ python3 -c "import torch, triton, sys; print('python', sys.version.split()[0], '
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv,noheader || true
 if [ "${SUITE:-0}" = 1 ]; then
     KS_TEST_DEVICE=cuda timeout "${SUITE_TIMEOUT:-300}" python3 -m pytest -q -p no:cacheprovider -n 4 -rfs \
-        tests/test_verify.py tests/test_hacks.py tests/test_poison_across_jobs.py tests/test_cuda_candidates.py \
+        tests/verify/test_verify.py tests/verify/worker/test_hacks.py tests/verify/worker/test_poison_across_jobs.py tests/verify/worker/test_cuda_candidates.py \
         > "$OUT/pytest.log" 2>&1
     tail -25 "$OUT/pytest.log"
 fi

@@ -10,6 +10,7 @@ from kernelsearch.problem import load_problem
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
 
 HERE = Path(__file__).parent
+REPO = HERE.parent
 PROBLEMS = HERE / "problems"
 CANDIDATES = HERE / "candidates"
 HACKS = CANDIDATES / "hacks"

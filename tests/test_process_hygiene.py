@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CANDIDATES, PROBLEMS
+from .conftest import CANDIDATES, PROBLEMS, REPO
 from .openai_server import ScriptedServer, fenced
 from kernelsearch.problem import load_problem
 from kernelsearch.search.run_dir import RunDir
@@ -237,7 +237,7 @@ def test_a_worker_that_dies_at_start_gives_a_verdict_not_a_wait():
 def test_a_worker_stuck_at_start_is_given_up_after_the_start_timeout(tmp_path):
     # Interpreter start-up code that never returns, standing in for a CUDA initialisation that hangs.
     (tmp_path / "sitecustomize.py").write_text("import time\ntime.sleep(3600)\n")
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(REPO / "src")
     config = PoolConfig(device="cpu", start_timeout_s=3, workdir=str(tmp_path / "pool"),
                         extra_env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{src}"})
     began = time.monotonic()
@@ -265,7 +265,7 @@ NO_GPU = "--device cuda: no CUDA GPU is visible here"
 def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(tmp_path, args):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     done = subprocess.run([sys.executable, "-m", "kernelsearch.cli", *args, "--device", "cuda"], capture_output=True,
-                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+                          text=True, timeout=120, cwd=REPO)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"kernelsearch: error: {NO_GPU}"), lines
     assert not list(tmp_path.iterdir())  # refused before anything was written

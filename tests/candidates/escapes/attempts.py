@@ -1,5 +1,5 @@
 """What a candidate's Python could try once it has reached os, sys, gc, ctypes or subprocess (the static checks
-stop the plain spellings; the audit hook must stop the rest). tests/test_audit.py copies this file into a worker
+stop the plain spellings; the audit hook must stop the rest). tests/verify/containment/test_audit.py copies this file into a worker
 directory as candidate.py, installs the hook in a fresh interpreter, imports it as the worker imports a candidate
 (so that these frames are the candidate's) and calls each entry of ATTEMPTS (each must be refused and leave no
 trace: markers under KS_TEST_MARKERS, the secret in KS_TEST_SECRET, files in KS_TEST_OUTSIDE, a connection to

@@ -1,4 +1,4 @@
-"""A candidate that first tries to switch the audit hook off from Python, then escapes. tests/test_audit.py runs
+"""A candidate that first tries to switch the audit hook off from Python, then escapes. tests/verify/containment/test_audit.py runs
 TAMPER under the hook: the module attributes it rewrites (the rules' globals, audit.refusals) and the functions it
 replaces (os.readlink, os.lstat, posixpath.realpath, builtins.len/isinstance/any, sys._getframe) are not what the
 installed hook uses, so both escapes are refused and none of the replacements is ever called. REACH lists what

@@ -1,5 +1,5 @@
 """What a candidate's native code could try (load_inline C++ is seen by no Python check), done through libc from
-ctypes: the same calls C++ would make. tests/test_os_sandbox.py runs it once without any sandbox, to show that
+ctypes: the same calls C++ would make. tests/verify/containment/test_os_sandbox.py runs it once without any sandbox, to show that
 each attempt is real, and once inside the OS sandbox. Argument: a JSON object of targets. Prints a JSON object:
 attempt -> {"ok": whether it did what it tried, "detail": what happened}."""
 import ctypes

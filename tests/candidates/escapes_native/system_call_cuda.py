@@ -1,6 +1,6 @@
 """A correct add+ReLU whose C++ also calls system(), spelled so that the text rules (verify/cpp_checks.py) do not
 see it: it leaves marker files where a worker could write, and a process in a session of its own that a kill of
-the worker's process group would not reach. Only the OS sandbox can stop it; tests/test_os_sandbox.py checks that
+the worker's process group would not reach. Only the OS sandbox can stop it; tests/verify/containment/test_os_sandbox.py checks that
 nothing of it is left on the machine."""
 import torch
 import torch.nn as nn

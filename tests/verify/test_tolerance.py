@@ -8,7 +8,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from .conftest import CANDIDATES, PROBLEMS
+from ..conftest import CANDIDATES, PROBLEMS
 from kernelsearch.cli import main
 from kernelsearch.config import ConfigError, build
 from kernelsearch.llm.client import Completion

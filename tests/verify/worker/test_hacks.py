@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from .conftest import HACKS
+from ...conftest import HACKS
 from kernelsearch.verify.harness.gpu_timing import roofline_floor_ms
 from kernelsearch.verify.worker.runtime_guards import Integrity
 

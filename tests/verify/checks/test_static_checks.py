@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CANDIDATES
+from ...conftest import CANDIDATES, REPO
 from kernelsearch.attention.generate import generate
 from kernelsearch.attention.spec import load_spec
 from kernelsearch.verify.checks.static_checks import check_source
 
-EXAMPLES = Path(__file__).parents[1] / "examples" / "attention"
+EXAMPLES = REPO / "examples" / "attention"
 
 HEADER = "import torch\nimport torch.nn as nn\nimport triton\nimport triton.language as tl\n"
 MODEL = "\nclass ModelNew(nn.Module):\n    def forward(self, x):\n        return x\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import CANDIDATES, DEVICE, PROBLEMS
+from ...conftest import CANDIDATES, DEVICE, PROBLEMS
 from kernelsearch.problem import load_problem
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
 from kernelsearch.verify.errors import Outcome

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CANDIDATES, ON_GPU
+from ...conftest import CANDIDATES, ON_GPU, REPO
 
 ESCAPES = CANDIDATES / "escapes"
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = REPO / "src"
 SECRET_TEXT = "kernelsearch-test-secret-7f3a"
 
 # Installs the hook as the worker does (after torch and triton are imported), imports the candidate from the

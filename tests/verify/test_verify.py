@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
+from ..conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
 
 HONEST = [  # problem, candidate, PyTorch ops the candidate keeps
     ("elementwise_add_relu", "add_relu_triton", []),

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from .conftest import CANDIDATES, ON_GPU
+from ...conftest import CANDIDATES, ON_GPU
 from kernelsearch.verify.checks.static_checks import check_source
 
 CUDA = CANDIDATES / "cuda"

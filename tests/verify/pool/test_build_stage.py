@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.utils.cpp_extension as cpp_extension
 
-from .conftest import PROBLEMS
+from ...conftest import CANDIDATES, PROBLEMS
 from kernelsearch.verify import PoolConfig, VerifyRequest
 from kernelsearch.verify.containment.sandbox import bubblewrap_problem
 from kernelsearch.verify.pool.build_stage import BuildStage
@@ -118,5 +118,5 @@ def test_a_candidate_that_does_not_build_gets_its_compile_error_without_a_worker
 def test_only_cuda_c_plus_plus_that_passes_the_static_checks_is_built():
     assert BuildStage.wanted(request("2"))
     assert not BuildStage.wanted(VerifyRequest(problem_source="", candidate_source="import os\nclass ModelNew: pass"))
-    triton = (Path(__file__).parent / "candidates" / "add_relu_triton.py").read_text()
+    triton = (CANDIDATES / "add_relu_triton.py").read_text()
     assert not BuildStage.wanted(VerifyRequest(problem_source="", candidate_source=triton))

@@ -1,5 +1,5 @@
 """A candidate must not be handed a right answer left in memory by an earlier job of the same problem."""
-from .conftest import CANDIDATES, HACKS
+from ...conftest import CANDIDATES, HACKS
 
 
 def test_reuse_hack_after_honest_jobs_of_the_same_problem(verify):

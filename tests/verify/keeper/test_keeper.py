@@ -6,7 +6,7 @@ import socket
 import pytest
 import torch
 
-from .conftest import CANDIDATES, ON_GPU, PROBLEMS
+from ...conftest import CANDIDATES, ON_GPU, PROBLEMS
 from kernelsearch.problem import load_problem
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
 from kernelsearch.verify.keeper.link import describe_tensors, recv_message, send_message, send_tensor

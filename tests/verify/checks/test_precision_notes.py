@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import CANDIDATES, ON_GPU
+from ...conftest import CANDIDATES, ON_GPU
 from kernelsearch.verify.checks.precision_notes import dots_without_precision, tf32_warning
 
 HEAD = "import triton\nimport triton.language as tl\n"

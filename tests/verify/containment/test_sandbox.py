@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from .conftest import CANDIDATES, PROBLEMS
+from ...conftest import CANDIDATES, PROBLEMS
 from kernelsearch.problem import load_problem
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
 from kernelsearch.verify.containment import sandbox

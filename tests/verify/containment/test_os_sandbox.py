@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
-from .test_process_hygiene import VERIFY_HANG, alive, spinning, wait_for
+from ...conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS, REPO
+from ...test_process_hygiene import VERIFY_HANG, alive, spinning, wait_for
 from kernelsearch.problem import load_problem
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
@@ -30,7 +30,6 @@ from kernelsearch.verify.containment.sandbox import (BUBBLEWRAP, SANDBOX_VARIABL
                                                      worker_env, wrap_command)
 
 ESCAPES = CANDIDATES / "escapes_native"
-REPO = Path(__file__).resolve().parents[1]
 PROBLEM = PROBLEMS / "elementwise_add_relu.py"
 WHY_NOT = bubblewrap_problem()
 if WHY_NOT and os.environ.get("KS_REQUIRE_OS_SANDBOX") == "1":  # CI installs bubblewrap: a skip there is a failure
