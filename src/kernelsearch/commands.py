@@ -1,5 +1,5 @@
 """What the one-shot commands do (verify, attention, mcp), after cli.py has parsed their command line; each run_*
-returns its exit code (cli.EXIT_CODES says what each means). The commands that run searches: search_commands.py."""
+returns its exit code (exits.EXIT_CODES says what each means). The commands that run searches: search_commands.py."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cli import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE, how_stopped
+from .exits import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE, how_stopped
 
 
 def run_attention(args) -> int:

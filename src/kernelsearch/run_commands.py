@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE
+from .exits import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE
 
 
 def finish_bench(run_dir: Path, context: dict, prices) -> int:

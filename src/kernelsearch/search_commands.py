@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .cli import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE, how_stopped
+from .exits import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE, how_stopped
 from .run_commands import finish_bench
 
 
