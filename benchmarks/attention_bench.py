@@ -56,8 +56,8 @@ def main() -> int:
 
     from kernelsearch.attention.bench import bench_shape, flex_functions
     from kernelsearch.attention.generate import generate
+    from kernelsearch.attention.kernel_module import load_kernel_module
     from kernelsearch.attention.spec import load_spec
-    from kernelsearch.attention.workflow import load_kernel_module
 
     out_dir = Path(os.environ.get("OUT", "/tmp/ks-out"))
     (out_dir / "kernels").mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .kernel_module import gpu_captures, load_kernel_module, make_inputs
 from .spec import AttentionSpec, Shape
 
 QUANTILES = [0.5, 0.2, 0.8]  # median, then the spread reported beside it
@@ -14,7 +15,6 @@ def bench_spec(spec: AttentionSpec, kernel_path: Path, progress=print, autotune_
     """Every shape of the spec (the CLI's --bench)."""
     import torch
 
-    from .workflow import load_kernel_module
     module = load_kernel_module(kernel_path)
     flex = flex_functions(autotune_flex)
     rows = []
@@ -45,8 +45,6 @@ def bench_shape(spec: AttentionSpec, module, shape: Shape, flex: dict, backward:
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.attention.flex_attention import create_block_mask
-
-    from .workflow import gpu_captures, make_inputs
 
     q, k, v = make_inputs(shape, device)
     grad_out = torch.randn_like(q)
