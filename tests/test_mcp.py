@@ -21,7 +21,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from kernelsearch.agents.gpu_turns import GpuTurns
 from kernelsearch.search.bench import save_bench
 from kernelsearch.search.run_dir import RunDir
-from kernelsearch.search.solve import SolveConfig
+from kernelsearch.search.solve_config import SolveConfig
 from kernelsearch.suites import SuiteProblem
 
 from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS

@@ -13,7 +13,7 @@ from kernelsearch.llm.client import ModelConfig
 from kernelsearch.search.bench import save_bench
 from kernelsearch.search.retime import retime, retime_all, targets
 from kernelsearch.search.run_dir import RunDir, Settings
-from kernelsearch.search.solve import SolveConfig
+from kernelsearch.search.solve_config import SolveConfig
 from kernelsearch.suites import SuiteProblem
 from kernelsearch.verify.verdict import STATUSES, Status, Timing, Verdict, format_verdict
 

@@ -185,8 +185,9 @@ def test_config_file_then_flags(tmp_path):
 def test_caps_and_target_stop_the_search(tmp_path):
     from kernelsearch.problem import load_problem
     from kernelsearch.search.display import Display
-    from kernelsearch.search.solve import Search, SolveConfig
+    from kernelsearch.search.lanes import Search
     from kernelsearch.search.run_dir import RunDir
+    from kernelsearch.search.solve_config import SolveConfig
 
     from .conftest import PROBLEMS
 

@@ -9,8 +9,9 @@ from concurrent.futures import Future
 from kernelsearch.llm.client import Completion
 from kernelsearch.problem import load_problem
 from kernelsearch.search.display import Display
+from kernelsearch.search.lanes import Search
 from kernelsearch.search.problem_profile import ProblemProfile
-from kernelsearch.search.solve import Search, SolveConfig
+from kernelsearch.search.solve_config import SolveConfig
 from kernelsearch.store import RunStore
 from kernelsearch.verify import Verdict, VerifyRequest
 

@@ -15,7 +15,7 @@ from kernelsearch.attention.spec import is_spec, load_spec
 from kernelsearch.problem import load_problem
 from kernelsearch.search.display import Display
 from kernelsearch.search.lanes import Search
-from kernelsearch.search.solve import SolveConfig
+from kernelsearch.search.solve_config import SolveConfig
 from kernelsearch.store import RunStore
 
 from .conftest import ON_GPU, PROBLEMS

@@ -181,7 +181,7 @@ def _show_search_defaults(p) -> None:
     """Search flags are None unless given (a config file may set them): their help shows SolveConfig's default."""
     import dataclasses
 
-    from .search.solve import SolveConfig
+    from .search.solve_config import SolveConfig
 
     defaults = {f.name: f.default for f in dataclasses.fields(SolveConfig)}
     for action in p._actions:

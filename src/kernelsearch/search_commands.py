@@ -200,7 +200,7 @@ def run_bench(args) -> int:
     from .problem import ProblemError
     from .search.bench import load_bench, replay, run_bench as bench_loop, save_bench, judging_of
     from .search.run_dir import RunDir
-    from .search.solve import JUDGING_FIELDS, SolveConfig
+    from .search.solve_config import JUDGING_FIELDS, SolveConfig
     from .store import StoreError
     from .suites import load_suite
     from .scale import describe_backend, open_pool

@@ -16,7 +16,8 @@ from ..verify import WorkerPool, make_request
 from ..verify.verdict import Status, Timing
 from .display import Display
 from .run_dir import RunDir
-from .solve import JUDGING_FIELDS, SolveConfig, solve
+from .solve import solve
+from .solve_config import JUDGING_FIELDS, SolveConfig
 
 
 def save_bench(run_dir: Path, problems: list[SuiteProblem], suite: dict, search: SolveConfig, model) -> None:

@@ -7,7 +7,6 @@ import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ..llm.answer import extract_code
 from ..llm.client import LLMClient, LLMError
@@ -20,10 +19,8 @@ from .archive import Archive, Entry, source_key
 from .display import Display
 from .problem_profile import ProblemProfile, profile_problem
 from .seed import SEED_STRATEGY, Seed, plant
+from .solve_config import SolveConfig
 from .steer import original_source, plan_attempt
-
-if TYPE_CHECKING:
-    from .solve import SolveConfig
 
 MAX_FAILED_CALLS_IN_A_ROW = 5  # a sixth failure in a row means the endpoint is down, not busy
 PROFILE_KEY = "problem_profile"  # store meta: the problem's profile, traced once per run
