@@ -13,8 +13,8 @@ from .run_dir import RunDirError
 
 if TYPE_CHECKING:
     from ..attention.spec import AttentionSpec
+    from ..verify.verdict import Verdict
     from .archive import Archive
-    from .lanes import Search
     from .run_dir import RunDir, Settings
 
 # The seed's attempt: its own strategy, in lane 0 at step 0, before that lane's first model step (step 1), so that
@@ -85,23 +85,8 @@ def holds_seed(archive: Archive) -> bool:
     return any(e.strategy == SEED_STRATEGY for e in archive.entries)
 
 
-async def plant(search: Search, seed: Seed) -> None:
-    """Verify the seed as any answer is verified and record it; correct, it is the kernel the lanes build on (the
-    best so far), else one line says so and the lanes start from nothing. A new run plants its seed; --resume
-    plants it only if no verification of it finished (`unplanted`)."""
-    lane = search.lanes[SEED_LANE]
-    attempt_id = search.store.begin(lane=SEED_LANE, step=SEED_STEP, strategy=SEED_STRATEGY, base_id=None,
-                                    session=search.session, started_s=round(search.elapsed(), 3), prompt=seed.origin)
-    search.store.update(attempt_id, code=seed.code, note=seed.origin)
-    try:
-        with search.closed_whatever_happens(lane, attempt_id, SEED_STEP, SEED_STRATEGY):
-            verdict = await search.verify(lane, attempt_id, SEED_STEP, SEED_STRATEGY, seed.code)
-    except Exception as e:  # a bug of ours: the search stops saying why, as run() does for the lanes' attempts
-        search.halt(f"internal error: {type(e).__name__}: {e}", fatal=True)
-        return
-    if not verdict.ok and verdict.status != Status.PROBLEM_ERROR:  # that one stops the search, saying why
-        # the lane does not fix the generator's kernel: it starts as every other lane does
-        lane.previous, lane.failures = None, 0
-        first = verdict.message.splitlines()[0][:160] if verdict.message else ""
-        print(f"kernelsearch: the generated kernel failed verification ({verdict.status}{': ' if first else ''}"
-              f"{first}); the model starts from nothing", file=sys.stderr, flush=True)
+def say_failed(verdict: Verdict) -> None:
+    """One line when the seed fails verification (lanes.Search.plant): the model starts from nothing."""
+    first = verdict.message.splitlines()[0][:160] if verdict.message else ""
+    print(f"kernelsearch: the generated kernel failed verification ({verdict.status}{': ' if first else ''}"
+          f"{first}); the model starts from nothing", file=sys.stderr, flush=True)
