@@ -19,9 +19,9 @@ from mcp.client.session import ClientSession  # the test extra installs the SDK 
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from kernelsearch.agents.gpu_turns import GpuTurns
-from kernelsearch.search.bench import save_bench
 from kernelsearch.search.run_dir import RunDir
 from kernelsearch.search.solve_config import SolveConfig
+from kernelsearch.search.suite_run import save_bench
 from kernelsearch.suites import SuiteProblem
 
 from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS

@@ -10,10 +10,10 @@ import pytest
 
 from kernelsearch.cli import main
 from kernelsearch.llm.client import ModelConfig
-from kernelsearch.search.bench import save_bench
 from kernelsearch.search.retime import retime, retime_all, targets
 from kernelsearch.search.run_dir import RunDir, Settings
 from kernelsearch.search.solve_config import SolveConfig
+from kernelsearch.search.suite_run import save_bench
 from kernelsearch.suites import SuiteProblem
 from kernelsearch.verify.verdict import STATUSES, Status, Timing, Verdict, format_verdict
 

@@ -14,9 +14,9 @@ import pytest
 
 from kernelsearch.cli import main
 from kernelsearch.llm.client import ModelConfig
-from kernelsearch.search.bench import save_bench
 from kernelsearch.search.run_dir import RunDir, RunDirError, Settings
 from kernelsearch.search.solve_config import SolveConfig
+from kernelsearch.search.suite_run import save_bench
 from kernelsearch.store import ELAPSED, RunStore, StoreError
 from kernelsearch.suites import SuiteProblem
 

@@ -156,8 +156,8 @@ def test_solve_verifies_and_prompts_under_its_tolerance_and_saves_it(tmp_path):
 
 
 def test_runs_saved_before_the_setting_keep_the_default(tmp_path):
-    from kernelsearch.search.bench import judging_of
     from kernelsearch.search.solve_config import SolveConfig
+    from kernelsearch.search.suite_run import judging_of
 
     assert judging_of({}) == {"rules": "kernelsearch", "tolerance": "kernelbench", "atol": None, "rtol": None}
     assert SolveConfig(**{"budget_s": 60.0}).resolved_tolerance() == resolve_tolerance("kernelbench", "fp32")

@@ -135,12 +135,12 @@ def main(argv: list[str] | None = None) -> None:
 
     _document(commands)
     args = parser.parse_args(argv)
-    from . import commands, run_commands, search_commands
+    from . import commands, run_dir_commands, search_commands
     from .verify.live_pools import Stopped
 
     handlers = {"attention": commands.run_attention, "verify": commands.run_verify, "mcp": commands.run_mcp,
                 "solve": search_commands.run_solve, "bench": search_commands.run_bench,
-                "report": run_commands.run_report, "retime": run_commands.run_retime}
+                "report": run_dir_commands.run_report, "retime": run_dir_commands.run_retime}
 
     try:
         code = handlers[args.command](args)

@@ -1,12 +1,12 @@
 """The commands that run searches (solve, bench): the endpoint check, the verifier pool and the display around a
-search, and resuming. Those that read a run directory afterwards (report, retime) are in run_commands.py."""
+search, and resuming. Those that read a run directory afterwards (report, retime) are in run_dir_commands.py."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 from .exits import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE, how_stopped
-from .run_commands import finish_bench
+from .run_dir_commands import finish_bench
 
 
 def _only_budget_on_resume(args) -> None:
@@ -198,7 +198,7 @@ def run_bench(args) -> int:
     from .config import ConfigError, parse_prices
     from .llm.client import LLMError, ModelConfig
     from .problem import ProblemError
-    from .search.bench import load_bench, replay, run_bench as bench_loop, save_bench, judging_of
+    from .search.suite_run import judging_of, load_bench, replay, run_suite, save_bench
     from .search.run_dir import RunDir
     from .search.solve_config import JUDGING_FIELDS, SolveConfig
     from .store import StoreError
@@ -266,7 +266,7 @@ def run_bench(args) -> int:
 
     async def work(pool, display):
         concurrent = args.concurrent or 2 * len(pool.workers)  # the GPU verifies while models think
-        outcomes = await bench_loop(problems, search, client, pool, run_dir, display, concurrent)
+        outcomes = await run_suite(problems, search, client, pool, run_dir, display, concurrent)
         return outcomes, pool.info.get("device_name", device), describe_backend(pool)
 
     config = PoolConfig(device=device, gpus=gpus, workers_per_gpu=WORKERS_PER_GPU,

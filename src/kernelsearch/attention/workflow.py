@@ -7,12 +7,12 @@ from pathlib import Path
 
 from ..problem import load_problem
 from ..verify import PoolConfig, WorkerPool, make_request, resolve_device
-from .bench import bench_spec
 from .captures import find_tensors
 from .generate import GeneratedKernel, generate, problem_source
 from .spec import AttentionSpec, Shape, SpecError
 from .trace import TraceError
 from .tune import tune_configs
+from .versus_flex import bench_spec
 
 # The verifier's second input shape may change only these problem constants: the spec's own constants
 # (a window, a grid, a head count that sizes a captured tensor) are part of the kernel.

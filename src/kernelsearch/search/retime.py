@@ -41,7 +41,7 @@ def targets(run: RunDir, sizes: str = "original") -> list[Target]:
         s = settings.search
         options = {"dtype": s.dtype, "strict": s.strict, "trials": s.trials, **s.judging()}
         return [Target(run, problem.name, problem, options, settings.variants(), s.seed)]
-    from .bench import _search_settings, load_bench
+    from .suite_run import _search_settings, load_bench
 
     found_under = _search_settings(run.path)  # per problem: dtype, strictness, tolerance, second-shape sizes
     search = load_bench(run.path)["search"] if run.bench.is_file() else {}

@@ -199,7 +199,7 @@ class RunDir:
         self._write_json(self.config, data)
 
     def read_bench(self) -> dict:
-        """bench.json as written (bench.load_bench makes its problems SuiteProblems); RunDirError when damaged."""
+        """bench.json as written (suite_run.load_bench makes its problems SuiteProblems); RunDirError when damaged."""
         return self._read_json(self.bench)
 
     # ---- outputs -------------------------------------------------------------------------------------------------
