@@ -3,10 +3,15 @@ exit codes mean: exits.py)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from .exits import EXIT_CODES, EXIT_USAGE, STOPPED, how_stopped
 from .limits import count_problem, positive_problem
+from .search.solve_config import SolveConfig
+from .verify.live_pools import Stopped
+from .verify.tolerance import DEFAULT_PROFILE, PROFILES, profile_values
+from .verify.verdict import RULES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,8 +140,8 @@ def main(argv: list[str] | None = None) -> None:
 
     _document(commands)
     args = parser.parse_args(argv)
+    # what the commands do loads once one runs (the verifier's pool, the search, rich): --help stays fast
     from . import commands, run_dir_commands, search_commands
-    from .verify.live_pools import Stopped
 
     handlers = {"attention": commands.run_attention, "verify": commands.run_verify, "mcp": commands.run_mcp,
                 "solve": search_commands.run_solve, "bench": search_commands.run_bench,
@@ -179,10 +184,6 @@ def add_search_options(p) -> None:
 
 def _show_search_defaults(p) -> None:
     """Search flags are None unless given (a config file may set them): their help shows SolveConfig's default."""
-    import dataclasses
-
-    from .search.solve_config import SolveConfig
-
     defaults = {f.name: f.default for f in dataclasses.fields(SolveConfig)}
     for action in p._actions:
         if action.dest in defaults and action.help is not argparse.SUPPRESS and "default" not in (action.help or ""):
@@ -200,8 +201,6 @@ def add_ray_option(p) -> None:
 
 def add_rules_option(p, from_config: bool) -> None:
     """--rules: ours, or KernelBench's (for solve and bench None unless given, as --tolerance)."""
-    from .verify.verdict import RULES
-
     p.add_argument("--rules", choices=RULES, default=None if from_config else RULES[0],
                    help="kernelbench: judge as KernelBench's harness does, at the problem's shapes only (a kernel "
                    "wrong only at the second shape, shape_specific under kernelsearch's rules, is correct; its "
@@ -211,8 +210,6 @@ def add_rules_option(p, from_config: bool) -> None:
 def add_tolerance_options(p, from_config: bool) -> None:
     """--tolerance, --atol, --rtol. For solve and bench (`from_config`) they stay None unless given, so that a
     config file can set them; checked in config.build (verify: in run_verify)."""
-    from .verify.tolerance import DEFAULT_PROFILE, PROFILES, profile_values
-
     profiles = "; ".join(f"{name}: {profile_values(name)}" for name in PROFILES)
     p.add_argument("--tolerance", default=None if from_config else DEFAULT_PROFILE, metavar="PROFILE",
                    help=f"per element |out - ref| <= atol + rtol*|ref|, atol = rtol from the profile ({profiles}; "

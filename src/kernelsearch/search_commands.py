@@ -2,17 +2,36 @@
 search, and resuming. Those that read a run directory afterwards (report, retime) are in run_dir_commands.py."""
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
+from .config import ConfigError, build_from, check_limits, chosen, parse_duration, parse_prices, read_table
 from .exits import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE, how_stopped
+from .llm.client import LLMClient, LLMError, ModelConfig
+from .problem import ProblemError, load_problem, parse_overrides
 from .run_dir_commands import finish_bench
+from .scale import backend_record, describe_backend, open_pool
+from .scale.cluster import connect_for
+from .search.display import Display
+from .search.run_dir import RunDir, Settings
+from .search.seed import problem_or_spec, spec_search, unplanted
+from .search.solve import solve
+from .search.solve_config import JUDGING_FIELDS, SolveConfig
+from .search.suite_run import judging_of, load_bench, replay, run_suite, save_bench
+from .shrink import fit_interpreter
+from .store import StoreError
+from .suites import load_suite
+from .verify import PoolConfig, resolve_device
+from .verify.gpu_share import WORKERS_PER_GPU
+from .verify.live_pools import Stopped
+from .verify.tolerance import check_settings, describe_settings
 
 
 def _only_budget_on_resume(args) -> None:
     """A resumed run keeps the settings it was started with; silently ignoring a flag would mislead."""
-    from .config import ConfigError
-
     fixed = ["problem", "suite", "lanes", "language", "dtype", "rules", "tolerance", "atol", "rtol", "strict",
              "max_attempts",
              "max_tokens", "target_speedup", "endpoint", "model", "base_url", "api_key_env", "config", "overrides",
@@ -28,8 +47,6 @@ def _only_budget_on_resume(args) -> None:
 def _resumed(search, args):
     """The saved search settings with what a resume may change: more time, another device; held to the same
     limits as a new run's (config.build_from checks those)."""
-    from .config import check_limits, parse_duration
-
     if args.budget:
         search.budget_s = parse_duration(args.budget)
     if args.device:
@@ -40,8 +57,6 @@ def _resumed(search, args):
 
 def search_configs(args):
     """(model, search settings, the search settings the user chose) from --config and the flags."""
-    from .config import build_from, chosen, parse_duration, read_table
-
     model_flags = {"endpoint": args.endpoint, "model": args.model, "base_url": args.base_url,
                    "api_key_env": args.api_key_env}
     search_flags = {"budget_s": parse_duration(args.budget) if args.budget else None, "lanes": args.lanes,
@@ -57,10 +72,6 @@ def search_configs(args):
 def _start(search, model, ray: str | None = None):
     """The device (with `ray`: the cluster's, not this machine's) and a model client for a search, or a
     ConfigError/LLMError/ClusterError that says what is wrong."""
-    from .config import ConfigError
-    from .llm.client import LLMClient
-    from .verify import resolve_device
-
     if search.shrink not in ("off", "auto"):
         raise ConfigError(f"shrink must be off or auto, got {search.shrink!r}")
     device = resolve_device(search.device) if not ray else _cluster_device(ray, search.device)
@@ -71,7 +82,6 @@ def _start(search, model, ray: str | None = None):
 
 def _cluster_device(ray: str, requested: str | None) -> str:
     """Connect to the Ray cluster `--ray` names (once per process) and resolve the device there."""
-    from .scale.cluster import connect_for
     return connect_for(ray, requested or "auto")
 
 
@@ -79,14 +89,6 @@ def _search(client, pool_config, run_dir: Path, work, create=None, made_here: bo
     """Check the endpoint, then `create()` the run directory, start the verifier pool and the display, and run
     `await work(pool, display)`. Returns (result, None), or (None, exit code) after a one-line error; finished
     work stays in run_dir, and a directory `made_here` in which nothing was recorded is removed."""
-    import asyncio
-    from dataclasses import replace
-
-    from .llm.client import LLMError
-    from .search.display import Display
-    from .scale import open_pool
-    from .verify.live_pools import Stopped
-
     if client.config.api_key_env:  # whatever the variable is called, candidates never see it
         pool_config = replace(pool_config, hidden_env=(*pool_config.hidden_env, client.config.api_key_env))
 
@@ -105,7 +107,6 @@ def _search(client, pool_config, run_dir: Path, work, create=None, made_here: bo
         return asyncio.run(main_loop()), None
     except LLMError as e:
         if made_here:
-            from .search.run_dir import RunDir
             RunDir(run_dir).discard_unused()
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return None, EXIT_USAGE
@@ -117,19 +118,6 @@ def _search(client, pool_config, run_dir: Path, work, create=None, made_here: bo
 
 
 def run_solve(args) -> int:
-    import time
-
-    from .config import ConfigError
-    from .llm.client import LLMError
-    from .problem import ProblemError, load_problem, parse_overrides
-    from .search.run_dir import RunDir, Settings
-    from .search.seed import problem_or_spec, spec_search, unplanted
-    from .search.solve import solve
-    from .shrink import fit_interpreter
-    from .store import StoreError
-    from .verify import PoolConfig
-    from .verify.gpu_share import WORKERS_PER_GPU
-
     run, made_here, spec, seed = None, False, None, None
     try:
         if args.resume:
@@ -174,7 +162,6 @@ def run_solve(args) -> int:
         result = await solve(problem, search, client, pool, run_dir, display, variant_names=settings.variants(),
                              seed=seed)
         if result.summary:  # which backend and which nodes verified (summary.json's `verifier`)
-            from .scale import backend_record
             result.summary["verifier"] = backend_record(pool)
             run.write_summary(result.summary)
         return result
@@ -193,21 +180,6 @@ def run_solve(args) -> int:
 
 
 def run_bench(args) -> int:
-    import time
-
-    from .config import ConfigError, parse_prices
-    from .llm.client import LLMError, ModelConfig
-    from .problem import ProblemError
-    from .search.suite_run import judging_of, load_bench, replay, run_suite, save_bench
-    from .search.run_dir import RunDir
-    from .search.solve_config import JUDGING_FIELDS, SolveConfig
-    from .store import StoreError
-    from .suites import load_suite
-    from .scale import describe_backend, open_pool
-    from .verify import PoolConfig, resolve_device
-    from .verify.gpu_share import WORKERS_PER_GPU
-    from .verify.tolerance import check_settings, describe_settings
-
     made_here = False  # a new bench directory that this command creates
     try:
         prices = parse_prices(args.price)

@@ -5,17 +5,12 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ..attention.spec import MODS, AttentionSpec, is_spec, load_spec, top_level_names
 from ..problem import Problem, ProblemError, load_problem
-from ..verify.verdict import Status
-from .run_dir import RunDirError
-
-if TYPE_CHECKING:
-    from ..attention.spec import AttentionSpec
-    from ..verify.verdict import Verdict
-    from .archive import Archive
-    from .run_dir import RunDir, Settings
+from ..verify.verdict import Status, Verdict
+from .archive import Archive
+from .run_dir import RunDir, RunDirError, Settings
 
 # The seed's attempt: its own strategy, in lane 0 at step 0, before that lane's first model step (step 1), so that
 # the lanes' steps line up as in a search without one; it is not a model attempt, so --max-attempts does not count it.
@@ -31,8 +26,6 @@ class Seed:
 def problem_or_spec(path: str, overrides: dict[str, str]) -> tuple[Problem | None, AttentionSpec | None]:
     """What `solve PATH` searches: a KernelBench problem, or an attention spec (attention.spec.is_spec); a file
     that is neither is refused naming both."""
-    from ..attention.spec import MODS, is_spec, load_spec, top_level_names
-
     if is_spec(path):
         return None, load_spec(path)
     names = top_level_names(path)
@@ -47,7 +40,7 @@ def spec_search(spec: AttentionSpec, run: RunDir, settings: Settings, device: st
     """An attention spec as a search: its problem (workflow.spec_problem) written to the run's problem.py, the
     second shape changing only the attention sizes, at that shape's dtype unless --dtype was given, and the
     generated kernel as the seed (None, said in one line, when the generator cannot translate the mods)."""
-    from ..attention.workflow import SIZE_CONSTANTS, spec_problem
+    from ..attention.workflow import SIZE_CONSTANTS, spec_problem  # torch stays out of a search without a spec
 
     found = spec_problem(spec, device)
     run.path.mkdir(parents=True, exist_ok=True)
