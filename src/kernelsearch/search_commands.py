@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .config import ConfigError, build_from, check_limits, chosen, parse_duration, parse_prices, read_table
@@ -23,7 +23,7 @@ from .search.solve_config import JUDGING_FIELDS, SolveConfig
 from .search.suite_run import judging_of, load_bench, replay, run_suite, save_bench
 from .shrink import fit_interpreter
 from .store import StoreError
-from .suites import load_suite
+from .suites import SuiteProblem, load_suite
 from .verify import PoolConfig, resolve_device
 from .verify.gpu_share import WORKERS_PER_GPU
 from .verify.live_pools import Stopped
@@ -179,78 +179,110 @@ def run_solve(args) -> int:
     return EXIT_CORRECT if result.best else EXIT_REJECTED
 
 
+@dataclass
+class ReadyBench:
+    """A bench ready to search: its directory, problems and suite, its settings, the device and the model client."""
+    run_dir: Path
+    problems: list[SuiteProblem]
+    suite: dict
+    search: SolveConfig
+    device: str
+    client: LLMClient
+    made_here: bool = False  # a new directory that this command creates
+
+
 def run_bench(args) -> int:
-    made_here = False  # a new bench directory that this command creates
+    """Re-verify a bench's best kernels (--replay), or search a suite: a new bench, or one continued (--resume)."""
     try:
         prices = parse_prices(args.price)
         gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
         if gpus and args.ray:
             raise ConfigError("--gpus picks this machine's GPUs; with --ray every GPU of the cluster verifies")
         if args.replay:
-            source = Path(args.replay)
-            if not RunDir(source).problems.is_dir():
-                raise ConfigError(f"{source} holds no bench run to replay (no {RunDir(source).problems.name}/)")
-            run_dir = Path(args.out or f"{source.as_posix().rstrip('/')}-replay-{time.strftime('%Y%m%d-%H%M%S')}")
-            # the rules and tolerance the run was searched under, unless --rules/--tolerance/--atol/--rtol say
-            given = {k: getattr(args, k) for k in JUDGING_FIELDS if getattr(args, k) is not None}
-            saved = load_bench(source)["search"] if RunDir(source).bench.is_file() else {}
-            judging = {**judging_of(saved), **given}
-            check_settings(judging["tolerance"], judging["atol"], judging["rtol"])
-            device = resolve_device(args.device or "auto") if not args.ray else _cluster_device(args.ray, args.device)
-            with open_pool(PoolConfig(device=device, gpus=gpus), args.ray) as pool:
-                replay(source, run_dir, pool, progress=lambda line: print(line, flush=True), judging=given)
-                context = {"replay of": str(source), "device": pool.info.get("device_name", device),
-                           "verifier": describe_backend(pool),
-                           "torch": pool.info.get("torch", ""), "triton": pool.info.get("triton", ""),
-                           "rules": judging["rules"],
-                           "tolerance": describe_settings(judging["tolerance"], judging["atol"], judging["rtol"])}
-            return finish_bench(run_dir, context, prices)
-        if args.resume:
-            _only_budget_on_resume(args)
-            run_dir = Path(args.resume)
-            if not RunDir(run_dir).bench.is_file():
-                raise ConfigError(f"{run_dir} holds no bench to resume (no {RunDir(run_dir).bench.name})")
-            RunDir(run_dir).check_readable()  # a damaged problem's store or file stops the resume here, in one line
-            saved = load_bench(run_dir)
-            problems, suite = saved["problems"], saved["suite"]
-            search, model = SolveConfig(**saved["search"]), ModelConfig(**saved["model"])
-            search = _resumed(search, args)
-        else:
-            if not args.suite:
-                raise ConfigError("give a SUITE (kernelbench, attention or a directory), --resume or --replay")
-            model, search, _ = search_configs(args)
-            name = Path(args.suite).name if args.suite not in ("kernelbench", "attention") else args.suite
-            run_dir = Path(args.out or f"runs/bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-            made_here = not run_dir.exists()
-            if RunDir(run_dir).bench.exists():
-                raise ConfigError(f"{run_dir} already holds a bench: continue it with --resume {run_dir}")
-            suite = {"name": args.suite, "level": args.level, "problems": args.problems,
-                     "kernelbench_dir": args.kernelbench_dir, "spec_dir": args.spec_dir}
-        device, client = _start(search, model, args.ray)
-        if not args.resume:  # the attention suite builds its problems at the device's shapes
-            problems = load_suite(args.suite, level=args.level, selection=args.problems,
-                                  kernelbench_dir=args.kernelbench_dir, spec_dir=args.spec_dir, device=device,
-                                  work_dir=run_dir / "suite")
-            save_bench(run_dir, problems, suite, search, model)
+            return _replay(args, gpus, prices)
+        bench = _resumed_bench(args) if args.resume else _new_bench(args)
     except (ConfigError, ProblemError, LLMError, OSError, ValueError, RuntimeError, StoreError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    return _search_bench(args, bench, gpus, prices)
+
+
+def _replay(args, gpus: list[int] | None, prices) -> int:
+    """--replay: a bench's best kernels verified here, no model calls, each under the rules and tolerance it was
+    searched under unless --rules/--tolerance/--atol/--rtol say otherwise; then the replay's metrics and report."""
+    source = Path(args.replay)
+    if not RunDir(source).problems.is_dir():
+        raise ConfigError(f"{source} holds no bench run to replay (no {RunDir(source).problems.name}/)")
+    run_dir = Path(args.out or f"{source.as_posix().rstrip('/')}-replay-{time.strftime('%Y%m%d-%H%M%S')}")
+    given = {k: getattr(args, k) for k in JUDGING_FIELDS if getattr(args, k) is not None}
+    saved = load_bench(source)["search"] if RunDir(source).bench.is_file() else {}
+    judging = {**judging_of(saved), **given}
+    check_settings(judging["tolerance"], judging["atol"], judging["rtol"])
+    device = resolve_device(args.device or "auto") if not args.ray else _cluster_device(args.ray, args.device)
+    with open_pool(PoolConfig(device=device, gpus=gpus), args.ray) as pool:
+        replay(source, run_dir, pool, progress=lambda line: print(line, flush=True), judging=given)
+        context = {"replay of": str(source), "device": pool.info.get("device_name", device),
+                   "verifier": describe_backend(pool),
+                   "torch": pool.info.get("torch", ""), "triton": pool.info.get("triton", ""),
+                   "rules": judging["rules"],
+                   "tolerance": describe_settings(judging["tolerance"], judging["atol"], judging["rtol"])}
+    return finish_bench(run_dir, context, prices)
+
+
+def _resumed_bench(args) -> ReadyBench:
+    """--resume: the bench's saved problems and settings, with a new budget or device at most."""
+    _only_budget_on_resume(args)
+    run_dir = Path(args.resume)
+    if not RunDir(run_dir).bench.is_file():
+        raise ConfigError(f"{run_dir} holds no bench to resume (no {RunDir(run_dir).bench.name})")
+    RunDir(run_dir).check_readable()  # a damaged problem's store or file stops the resume here, in one line
+    saved = load_bench(run_dir)
+    problems, suite = saved["problems"], saved["suite"]
+    search, model = SolveConfig(**saved["search"]), ModelConfig(**saved["model"])
+    search = _resumed(search, args)
+    device, client = _start(search, model, args.ray)
+    return ReadyBench(run_dir, problems, suite, search, device, client)
+
+
+def _new_bench(args) -> ReadyBench:
+    """A new bench of the suite's problems, its settings saved in bench.json for a --resume."""
+    if not args.suite:
+        raise ConfigError("give a SUITE (kernelbench, attention or a directory), --resume or --replay")
+    model, search, _ = search_configs(args)
+    name = Path(args.suite).name if args.suite not in ("kernelbench", "attention") else args.suite
+    run_dir = Path(args.out or f"runs/bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    made_here = not run_dir.exists()
+    if RunDir(run_dir).bench.exists():
+        raise ConfigError(f"{run_dir} already holds a bench: continue it with --resume {run_dir}")
+    suite = {"name": args.suite, "level": args.level, "problems": args.problems,
+             "kernelbench_dir": args.kernelbench_dir, "spec_dir": args.spec_dir}
+    device, client = _start(search, model, args.ray)
+    # after the device: the attention suite builds its problems at the device's shapes
+    problems = load_suite(args.suite, level=args.level, selection=args.problems, kernelbench_dir=args.kernelbench_dir,
+                          spec_dir=args.spec_dir, device=device, work_dir=run_dir / "suite")
+    save_bench(run_dir, problems, suite, search, model)
+    return ReadyBench(run_dir, problems, suite, search, device, client, made_here)
+
+
+def _search_bench(args, bench: ReadyBench, gpus: list[int] | None, prices) -> int:
+    """Every problem's search, all sharing one verifier pool; then the bench's metrics, results and report."""
+    search, client = bench.search, bench.client
 
     async def work(pool, display):
         concurrent = args.concurrent or 2 * len(pool.workers)  # the GPU verifies while models think
-        outcomes = await run_suite(problems, search, client, pool, run_dir, display, concurrent)
-        return outcomes, pool.info.get("device_name", device), describe_backend(pool)
+        outcomes = await run_suite(bench.problems, search, client, pool, bench.run_dir, display, concurrent)
+        return outcomes, pool.info.get("device_name", bench.device), describe_backend(pool)
 
-    config = PoolConfig(device=device, gpus=gpus, workers_per_gpu=WORKERS_PER_GPU,
+    config = PoolConfig(device=bench.device, gpus=gpus, workers_per_gpu=WORKERS_PER_GPU,
                         compile_timeout_s=search.compile_timeout_s, run_timeout_s=search.run_timeout_s)
-    result, failed = _search(client, config, run_dir, work, made_here=made_here, ray=args.ray)
+    result, failed = _search(client, config, bench.run_dir, work, made_here=bench.made_here, ray=args.ray)
     if failed is not None:
         return failed
     outcomes, device_name, verifier = result
     for key, outcome in outcomes.items():
         print(f"{key}: {outcome}")
-    context = {"suite": suite.get("name"), "device": device_name, "verifier": verifier, "model": client.config.model,
-               "endpoint": client.config.base_url, "budget per problem": f"{search.budget_s:g} s",
-               "lanes": search.lanes, "language": search.language, "rules": search.rules,
-               "tolerance": describe_settings(search.tolerance, search.atol, search.rtol)}
-    return finish_bench(run_dir, context, prices)
+    context = {"suite": bench.suite.get("name"), "device": device_name, "verifier": verifier,
+               "model": client.config.model, "endpoint": client.config.base_url,
+               "budget per problem": f"{search.budget_s:g} s", "lanes": search.lanes, "language": search.language,
+               "rules": search.rules, "tolerance": describe_settings(search.tolerance, search.atol, search.rtol)}
+    return finish_bench(bench.run_dir, context, prices)
