@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..problem import load_problem
 from ..verify import PoolConfig, WorkerPool, make_request, resolve_device
+from ..verify.verdict import Status
 from .captures import find_tensors
 from .generate import GeneratedKernel, generate, problem_source
 from .spec import AttentionSpec, Shape, SpecError
@@ -29,7 +30,7 @@ class AttentionResult:
 
     @property
     def ok(self) -> bool:
-        return bool(self.verdicts) and all(v.status == "correct" for _, v in self.verdicts)
+        return bool(self.verdicts) and all(v.status == Status.CORRECT for _, v in self.verdicts)
 
 
 def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune: bool = False,

@@ -309,4 +309,4 @@ class Search:
 
 
 def _optimizations() -> set[str]:
-    return {name for name, s in strategies().items() if "correct" in s.after}
+    return {name for name, s in strategies().items() if Status.CORRECT in s.after}

@@ -71,14 +71,14 @@ def plan_attempt(search: SteeredSearch, lane: Lane, step: int) -> Plan:
     if restarts:  # stuck: start over from a kernel of the archive (or from scratch)
         parent = parent_for(search, lane)
         previous = as_previous(parent) if parent else None
-    elif outcome(previous) == "correct" or (previous is None and holds_seed(archive)):
+    elif outcome(previous) == Status.CORRECT or (previous is None and holds_seed(archive)):
         parent = parent_for(search, lane)  # in a seeded search a lane with nothing of its own builds on the seed
     shown_parent = performance(parent.verdict, cfg.dtype) if parent else None
     strategy = choose(as_previous(parent) if parent else previous, lane.index, sum(lane.tried.values()),
                       cfg.language, tags=profile.tags() if profile and profile.how != "unknown" else None,
                       bound=shown_parent.bound if shown_parent else None, taken=search.taken.get(step, frozenset()),
                       tried=lane.tried, lanes=len(search.lanes))
-    fixing = outcome(previous) not in ("start", "correct") and parent is None
+    fixing = outcome(previous) not in ("start", Status.CORRECT) and parent is None
     base_id = parent.attempt_id if parent else previous.attempt_id if fixing and previous else None
 
     best = archive.best()
@@ -95,7 +95,7 @@ def plan_attempt(search: SteeredSearch, lane: Lane, step: int) -> Plan:
         parent_notes=shown_parent.text() if shown_parent and not same else untimed_note,
         previous_notes=of_previous.text() if of_previous else "", cpu=search.pool.device == "cpu",
         fusion_rule=profile.fusion_rule() if profile else "", pass_rule=profile.pass_rule() if profile else "",
-        tried_elsewhere=tried_elsewhere(search, lane) if not fixing or seen == "duplicate" else ())
+        tried_elsewhere=tried_elsewhere(search, lane) if not fixing or seen == Status.DUPLICATE else ())
     # fixes answer their own lane's code: two lanes may both fix at one step
     return Plan(strategy, parent, base_id, prompt, restarts=restarts, takes_strategy=not fixing)
 
