@@ -54,10 +54,10 @@ def main() -> int:
     import torch
     import triton
 
-    from kernelsearch.attention.bench import bench_shape, flex_functions
     from kernelsearch.attention.generate import generate
+    from kernelsearch.attention.kernel_module import load_kernel_module
     from kernelsearch.attention.spec import load_spec
-    from kernelsearch.attention.workflow import load_kernel_module
+    from kernelsearch.attention.versus_flex import bench_shape, flex_functions
 
     out_dir = Path(os.environ.get("OUT", "/tmp/ks-out"))
     (out_dir / "kernels").mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import torch
 from kernelsearch.attention.generate import generate
 from kernelsearch.attention.reference import reference_attention
 from kernelsearch.attention.spec import Shape, load_spec
-from kernelsearch.attention.workflow import gpu_captures, load_kernel_module, make_inputs, torch_dtype
+from kernelsearch.attention.kernel_module import gpu_captures, load_kernel_module, make_inputs, torch_dtype
 
 
 def check(spec, module, shape: Shape, configs: dict, seed: int = 0) -> dict:

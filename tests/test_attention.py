@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from kernelsearch.attention.generate import generate
+from kernelsearch.attention.kernel_module import load_kernel_module
 from kernelsearch.attention.spec import SpecError, load_spec
 from kernelsearch.attention.trace import TraceError
-from kernelsearch.attention.workflow import load_kernel_module, run_attention
+from kernelsearch.attention.workflow import run_attention
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "attention"
 NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py"))

@@ -12,7 +12,7 @@ DRY_RUN = r'''
 import json, sys, zlib
 from pathlib import Path
 import torch, triton.testing
-from kernelsearch.attention import tune, workflow
+from kernelsearch.attention import kernel_module, tune
 from kernelsearch.attention.generate import generate
 from kernelsearch.attention.spec import Shape, load_spec
 
@@ -35,15 +35,15 @@ triton.testing.do_bench = lambda fn, **kw: fake_ms(fn)
 tune._fastest = fastest
 torch.cuda.get_device_capability = lambda *a: (9, 0)  # Hopper: every way of loading is tried
 torch.cuda.empty_cache = lambda: None
-to_cpu = workflow.make_inputs
-workflow.make_inputs = lambda shape, device, seed=0: to_cpu(shape, "cpu", seed)
-workflow.gpu_captures.__defaults__ = ("cpu",)
+to_cpu = kernel_module.make_inputs
+tune.make_inputs = lambda shape, device, seed=0: to_cpu(shape, "cpu", seed)
+kernel_module.gpu_captures.__defaults__ = ("cpu",)
 spec = load_spec(sys.argv[1])
 spec.shapes = [Shape(batch=1, heads=2, q_len=80, kv_len=80, head_dim=16, dtype="fp32")]
 out = Path(sys.argv[2])
 forward, backward = tune.tune_configs(spec, generate(spec).source, out, lambda line: None)
 (out / "tuned.py").write_text(generate(spec, forward, backward).source)
-module = workflow.load_kernel_module(out / "tuned.py")
+module = kernel_module.load_kernel_module(out / "tuned.py")
 print(json.dumps({"forward": forward, "backward": backward,
                   "baked": [module.CONFIGS, module.BACKWARD_CONFIGS] == [forward, backward],
                   "timings": json.loads((out / f"{spec.name}_tuning.json").read_text())["timings"]}))

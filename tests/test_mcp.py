@@ -23,9 +23,9 @@ from .openai_server import ScriptedServer, fenced
 from .test_process_hygiene import alive, in_a_job, wait_for
 from .test_solve import SECRET, solve
 from kernelsearch.agents.gpu_turns import GpuTurns
-from kernelsearch.search.bench import save_bench
 from kernelsearch.search.run_dir import RunDir
-from kernelsearch.search.solve import SolveConfig
+from kernelsearch.search.solve_config import SolveConfig
+from kernelsearch.search.suite_run import save_bench
 from kernelsearch.suites import SuiteProblem
 
 REPO = Path(__file__).resolve().parents[1]

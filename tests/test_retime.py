@@ -11,10 +11,10 @@ import pytest
 from .conftest import CANDIDATES, DEVICE, ON_GPU, PROBLEMS
 from kernelsearch.cli import main
 from kernelsearch.llm.client import ModelConfig
-from kernelsearch.search.bench import save_bench
 from kernelsearch.search.retime import retime, retime_all, targets
 from kernelsearch.search.run_dir import RunDir, Settings
-from kernelsearch.search.solve import SolveConfig
+from kernelsearch.search.solve_config import SolveConfig
+from kernelsearch.search.suite_run import save_bench
 from kernelsearch.suites import SuiteProblem
 from kernelsearch.verify.verdict import STATUSES, Status, Timing, Verdict, format_verdict
 

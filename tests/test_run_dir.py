@@ -16,9 +16,9 @@ from .conftest import DEVICE, PROBLEMS
 from .openai_server import ScriptedServer
 from kernelsearch.cli import main
 from kernelsearch.llm.client import ModelConfig
-from kernelsearch.search.bench import save_bench
 from kernelsearch.search.run_dir import RunDir, RunDirError, Settings
-from kernelsearch.search.solve import SolveConfig
+from kernelsearch.search.solve_config import SolveConfig
+from kernelsearch.search.suite_run import save_bench
 from kernelsearch.store import ELAPSED, RunStore, StoreError
 from kernelsearch.suites import SuiteProblem
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import ON_GPU
 from kernelsearch.config import ConfigError, build, parse_duration
 from kernelsearch.llm.prompt import Previous, build_prompt, cut_report, strategies
 from kernelsearch.search.archive import Archive, Entry
 from kernelsearch.search.strategies import choose
 from kernelsearch.verify import Verdict
 from kernelsearch.verify.verdict import format_verdict
+
+from .conftest import ON_GPU
 
 
 def timed(ms: float, eager_ms: float = 1.0) -> Verdict:
@@ -182,11 +183,13 @@ def test_config_file_then_flags(tmp_path):
 
 
 def test_caps_and_target_stop_the_search(tmp_path):
-    from .conftest import PROBLEMS
     from kernelsearch.problem import load_problem
     from kernelsearch.search.display import Display
+    from kernelsearch.search.lanes import Search
     from kernelsearch.search.run_dir import RunDir
-    from kernelsearch.search.solve import Search, SolveConfig
+    from kernelsearch.search.solve_config import SolveConfig
+
+    from .conftest import PROBLEMS
 
     problem = load_problem(PROBLEMS / "elementwise_add_relu.py")
     store = RunDir(tmp_path).open_store()

@@ -184,7 +184,7 @@ def test_bench_checks_each_problem_before_its_first_model_call(tmp_path):
 
 
 def test_a_recorded_shrink_holds_on_the_cpu_only(tmp_path):
-    from kernelsearch.search.bench import _sized
+    from kernelsearch.search.suite_run import _sized
 
     run = RunDir(tmp_path / "problem")
     run.path.mkdir()

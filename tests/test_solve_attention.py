@@ -18,7 +18,7 @@ from kernelsearch.attention.spec import is_spec, load_spec
 from kernelsearch.problem import load_problem
 from kernelsearch.search.display import Display
 from kernelsearch.search.lanes import Search
-from kernelsearch.search.solve import SolveConfig
+from kernelsearch.search.solve_config import SolveConfig
 from kernelsearch.store import RunStore
 
 SHAPE = 'dict(batch=1, heads=2, q_len=40, kv_len=40, head_dim=16, dtype="fp32")'  # ~4 s to verify in the interpreter

@@ -1,23 +1,17 @@
-"""The kernelsearch command line: commands, options, help, exit codes (what they do: *_commands.py, commands.py)."""
+"""The kernelsearch command line: commands, options and help (what they do: *_commands.py, commands.py; what their
+exit codes mean: exits.py)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
+from .exits import EXIT_CODES, EXIT_USAGE, STOPPED, how_stopped
 from .limits import count_problem, positive_problem
-
-EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
-EXIT_CODES = {  # what each command's --help says about its exit status
-    "verify": "0 correct; 1 any other verdict; 2 bad usage, or the problem's limit (problem_error)",
-    "attention": "0 every shape verified correct; 1 otherwise; 2 bad usage (a bad spec)",
-    "solve": "0 a correct kernel was found; 1 none; 2 bad usage, or the model endpoint failed",
-    "bench": "0 a correct kernel for at least one problem; 1 none; 2 bad usage, or the model endpoint failed",
-    "report": "0 written; 2 bad usage (no run there, a damaged run)",
-    "retime": "0 a correct kernel was re-timed and kept; 1 none passed; 2 bad usage (no run there, a damaged run, "
-              "no GPU)",
-    "mcp": "0 the client closed the session; 2 bad usage (the mcp extra is not installed)",
-}
-STOPPED = "130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (its verifier workers stop too)"
+from .search.solve_config import SolveConfig
+from .verify.pool.live_pools import Stopped
+from .verify.tolerance import DEFAULT_PROFILE, PROFILES, profile_values
+from .verify.verdict import RULES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,12 +140,12 @@ def main(argv: list[str] | None = None) -> None:
 
     _document(commands)
     args = parser.parse_args(argv)
-    from . import commands, run_commands, search_commands
-    from .verify.pool.live_pools import Stopped
+    # what the commands do loads once one runs (the verifier's pool, the search, rich): --help stays fast
+    from . import commands, run_dir_commands, search_commands
 
     handlers = {"attention": commands.run_attention, "verify": commands.run_verify, "mcp": commands.run_mcp,
                 "solve": search_commands.run_solve, "bench": search_commands.run_bench,
-                "report": run_commands.run_report, "retime": run_commands.run_retime}
+                "report": run_dir_commands.run_report, "retime": run_dir_commands.run_retime}
 
     try:
         code = handlers[args.command](args)
@@ -159,12 +153,6 @@ def main(argv: list[str] | None = None) -> None:
         how, code = how_stopped(e)
         print(f"kernelsearch: {how}", file=sys.stderr)
     sys.exit(code)
-
-
-def how_stopped(e: BaseException) -> tuple[str, int]:
-    """Ctrl-C (KeyboardInterrupt) or SIGTERM/SIGHUP (Stopped): what to say, and the conventional exit code."""
-    name = getattr(e, "signal_name", None)
-    return (f"stopped by {name}", e.code) if name else ("interrupted", 130)
 
 
 def add_search_options(p) -> None:
@@ -196,10 +184,6 @@ def add_search_options(p) -> None:
 
 def _show_search_defaults(p) -> None:
     """Search flags are None unless given (a config file may set them): their help shows SolveConfig's default."""
-    import dataclasses
-
-    from .search.solve import SolveConfig
-
     defaults = {f.name: f.default for f in dataclasses.fields(SolveConfig)}
     for action in p._actions:
         if action.dest in defaults and action.help is not argparse.SUPPRESS and "default" not in (action.help or ""):
@@ -217,8 +201,6 @@ def add_ray_option(p) -> None:
 
 def add_rules_option(p, from_config: bool) -> None:
     """--rules: ours, or KernelBench's (for solve and bench None unless given, as --tolerance)."""
-    from .verify.verdict import RULES
-
     p.add_argument("--rules", choices=RULES, default=None if from_config else RULES[0],
                    help="kernelbench: judge as KernelBench's harness does, at the problem's shapes only (a kernel "
                    "wrong only at the second shape, shape_specific under kernelsearch's rules, is correct; its "
@@ -228,8 +210,6 @@ def add_rules_option(p, from_config: bool) -> None:
 def add_tolerance_options(p, from_config: bool) -> None:
     """--tolerance, --atol, --rtol. For solve and bench (`from_config`) they stay None unless given, so that a
     config file can set them; checked in config.build (verify: in run_verify)."""
-    from .verify.tolerance import DEFAULT_PROFILE, PROFILES, profile_values
-
     profiles = "; ".join(f"{name}: {profile_values(name)}" for name in PROFILES)
     p.add_argument("--tolerance", default=None if from_config else DEFAULT_PROFILE, metavar="PROFILE",
                    help=f"per element |out - ref| <= atol + rtol*|ref|, atol = rtol from the profile ({profiles}; "

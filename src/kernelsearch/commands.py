@@ -1,17 +1,26 @@
 """What the one-shot commands do (verify, attention, mcp), after cli.py has parsed their command line; each run_*
-returns its exit code (cli.EXIT_CODES says what each means). The commands that run searches: search_commands.py."""
+returns its exit code (exits.EXIT_CODES says what each means). The commands that run searches: search_commands.py."""
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
-from .cli import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE, how_stopped
+from .attention.spec import SpecError, load_spec
+from .exits import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE, how_stopped
+from .problem import ProblemError, load_problem, parse_overrides, read_source
+from .scale import describe_backend, open_pool
+from .verify import PoolConfig, make_request
+from .verify.pool.devices import DeviceError, resolve_device, resolve_gpus
+from .verify.pool.live_pools import Stopped
+from .verify.tolerance import ToleranceError, check_settings
+from .verify.verdict import Status, format_verdict
 
 
 def run_attention(args) -> int:
-    from .attention.spec import SpecError, load_spec
+    # torch stays out of the CLI until `attention` runs (the tracer and the generator import it)
     from .attention.trace import TraceError
     from .attention.workflow import run_attention as run
 
@@ -29,12 +38,6 @@ def run_attention(args) -> int:
 
 
 def run_verify(args) -> int:
-    from .problem import ProblemError, load_problem, parse_overrides, read_source
-    from .scale import describe_backend, open_pool
-    from .verify import PoolConfig, make_request
-    from .verify.tolerance import ToleranceError, check_settings
-    from .verify.verdict import Status, format_verdict
-
     try:
         check_settings(args.tolerance, args.atol, args.rtol)
         problem = load_problem(args.problem, parse_overrides(args.overrides))
@@ -71,8 +74,7 @@ def run_mcp(args) -> int:
         print("kernelsearch: error: `kernelsearch mcp` needs the MCP SDK: pip install 'kernelsearch[mcp]'",
               file=sys.stderr)
         return EXIT_USAGE
-    from .agents.server import ServerSettings, serve
-    from .verify.pool.devices import DeviceError, resolve_device, resolve_gpus
+    from .agents.server import ServerSettings, serve  # mcp and torch load only for `mcp`
 
     try:
         if args.gpus and not all(g.strip().isdigit() for g in args.gpus.split(",")):
@@ -86,10 +88,6 @@ def run_mcp(args) -> int:
     except (DeviceError, ValueError) as e:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    import signal
-
-    from .verify.pool.live_pools import Stopped
-
     # Ctrl-C stops the server like SIGTERM does (live_pools raises Stopped); asyncio's own handler would only
     # cancel the main task, which then waits for the stdin reader, i.e. for the client to close the pipe.
     signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .limits import count_problem, positive_problem
 from .llm.client import ModelConfig
-from .search.solve import SolveConfig
+from .search.solve_config import SolveConfig
 from .verify.tolerance import ToleranceError, check_settings
 from .verify.verdict import RULES
 

@@ -42,6 +42,7 @@ def interpreter_limits() -> tuple[int, float]:
 
 def measure(source: str) -> Work:
     """The work of one call of the problem in `source`, on the meta device (nothing allocated, nothing run)."""
+    # torch and triton stay out of the search's process until a problem on the CPU is measured
     import torch
 
     from .verify.worker.work_estimate import estimate_work

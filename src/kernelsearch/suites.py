@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .attention.spec import load_spec
 from .problem import ProblemError
 
 HF_DATASET = "ScalingIntelligence/KernelBench"
@@ -110,8 +111,7 @@ def write_kernelbench_rows(rows, out: Path) -> Path:
 
 def _attention(spec_dir: Path, device: str, work_dir: Path) -> list[SuiteProblem]:
     """Each spec's reference attention, at the shape a search uses (workflow.spec_problem), as a problem."""
-    from .attention.spec import load_spec
-    from .attention.workflow import SIZE_CONSTANTS, spec_problem
+    from .attention.workflow import SIZE_CONSTANTS, spec_problem  # torch stays out of a bench of other suites
 
     if not spec_dir.is_dir():
         raise ProblemError(f"attention spec directory not found: {spec_dir} (give --spec-dir)")

@@ -132,8 +132,9 @@ class OneAnswer:
 def test_solve_verifies_and_prompts_under_its_tolerance_and_saves_it(tmp_path):
     from kernelsearch.problem import load_problem
     from kernelsearch.search.display import Display
+    from kernelsearch.search.lanes import Search
     from kernelsearch.search.run_dir import RunDir, Settings
-    from kernelsearch.search.solve import Search, SolveConfig
+    from kernelsearch.search.solve_config import SolveConfig
 
     config = SolveConfig(dtype="fp16", tolerance="kernelbench-v0", rtol=2e-2, lanes=1)
     pool, store = RecordingPool(), RunDir(tmp_path).open_store()
@@ -153,8 +154,8 @@ def test_solve_verifies_and_prompts_under_its_tolerance_and_saves_it(tmp_path):
 
 
 def test_runs_saved_before_the_setting_keep_the_default(tmp_path):
-    from kernelsearch.search.bench import judging_of
-    from kernelsearch.search.solve import SolveConfig
+    from kernelsearch.search.solve_config import SolveConfig
+    from kernelsearch.search.suite_run import judging_of
 
     assert judging_of({}) == {"rules": "kernelsearch", "tolerance": "kernelbench", "atol": None, "rtol": None}
     assert SolveConfig(**{"budget_s": 60.0}).resolved_tolerance() == resolve_tolerance("kernelbench", "fp32")

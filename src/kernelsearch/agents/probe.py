@@ -14,6 +14,10 @@ import time
 import traceback
 from pathlib import Path
 
+from ..verify.errors import Outcome
+from ..verify.harness.gpu_kernels import own_kernel_names
+from ..verify.harness.modules import DTYPES
+
 # The reference is timed on the CPU only when one call is cheap: eager fp32 matmul runs at ~180 GFLOP/s on the
 # 2-core CI machine (4096^2 x 4096 in 0.75 s), so 2e11 FLOPs is about a second a call.
 CPU_TIMING_FLOPS = 2e11
@@ -44,6 +48,7 @@ def main() -> None:
 # ---- problem_info ------------------------------------------------------------------------------------------
 def describe_problem(request: dict) -> dict:
     """Shapes, work and the reference's time for one problem on this process's device."""
+    # torch (verify.work_estimate imports it) loads after main() has set stdout aside, inside its try
     import torch
 
     from ..verify.worker.work_estimate import estimate_work
@@ -60,7 +65,7 @@ def describe_problem(request: dict) -> dict:
     else:
         answer["reference"] = time_reference(problem, device, request.get("seed", 42))
     if device == "cuda":
-        from ..verify.harness.gpu_timing import roofline_floor_ms
+        from ..verify.harness.gpu_timing import roofline_floor_ms  # imports torch: loaded inside main()'s try, as torch is
         answer["roofline_floor_ms"] = roofline_floor_ms(flops, 4 * elements, "fp32", answer["device_name"])
     return answer
 
@@ -91,10 +96,10 @@ def meta_shapes(problem) -> dict:
 
 def time_reference(problem, device: str, seed: int) -> dict:
     """The reference's median time per call: CUDA events (verify.timing) on a GPU, the wall clock on the CPU."""
+    # torch (verify.calls imports it) loads after main() has set stdout aside, inside its try
     import torch
 
     from ..verify.harness.calls import Calls
-    from ..verify.errors import Outcome
 
     try:
         torch.manual_seed(seed)
@@ -102,7 +107,7 @@ def time_reference(problem, device: str, seed: int) -> dict:
         inputs = Calls(torch, device, torch.float32, None, None).inputs(problem, seed)
         with torch.no_grad():
             if device == "cuda":
-                from ..verify.harness.gpu_timing import summarize, time_interleaved
+                from ..verify.harness.gpu_timing import summarize, time_interleaved  # imports torch, as the lines above
                 times = time_interleaved({"reference": model}, [inputs])["reference"]
                 return {**summarize(times), "method": "CUDA events, L2 flushed (verify.timing)"}
             model(*inputs)  # the first call allocates and warms caches
@@ -124,12 +129,11 @@ def time_reference(problem, device: str, seed: int) -> dict:
 def profile_candidate(request: dict) -> dict:
     """Each GPU kernel of one steady-state forward of the candidate, with its time; the forward's median time;
     and the roofline fraction: the least time the problem's FLOPs and bytes allow on this GPU, over that median."""
+    # torch (verify.calls and verify.timing import it) loads after main() has set stdout aside, inside its try
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from ..verify.harness.calls import Calls
-    from ..verify.harness.gpu_kernels import own_kernel_names
-    from ..verify.harness.modules import DTYPES
     from ..verify.harness.gpu_timing import roofline_floor_ms, summarize, time_interleaved, work_of_call
 
     seed, dtype_name = request.get("seed", 42), request["dtype"]

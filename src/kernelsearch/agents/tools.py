@@ -12,6 +12,10 @@ from pathlib import Path
 
 import anyio
 
+from ..attention.generate import generate
+from ..attention.spec import load_spec
+from ..attention.workflow import shape_request
+from ..suites import load_suite
 from ..verify import PoolConfig, Verdict, VerifyRequest, WorkerPool, make_request
 from ..verify.checks.static_checks import check_source
 from ..verify.tolerance import DEFAULT_PROFILE, DTYPES, check_settings
@@ -133,8 +137,6 @@ class Tools:
     def find_suite(self, suite: str, level: int):
         """(problems, kind) for `kernelbench` (the Hugging Face dataset), `attention` (the examples), a KernelBench
         checkout, or a directory of problem files."""
-        from ..suites import load_suite
-
         if level not in KERNELBENCH_LEVELS:
             raise ArgumentError(f"level must be one of {', '.join(map(str, KERNELBENCH_LEVELS))}, got {level}")
         work_dir = self.root / "suites" / uuid.uuid4().hex[:8]  # the attention suite writes its problems here
@@ -150,10 +152,6 @@ class Tools:
 
     def generate_kernel(self, spec: str, index: int):
         """Trace the spec into a kernel file and make the verifier's request for one of its shapes."""
-        from ..attention.generate import generate
-        from ..attention.spec import load_spec
-        from ..attention.workflow import shape_request
-
         loaded = load_spec(file_argument_path(spec, "spec", self.root))
         shapes, which = (loaded.shapes, "SHAPES") if self.device == "cuda" else (loaded.test_shapes, "TEST_SHAPES")
         if not 0 <= index < len(shapes):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.fx
 
+from .grad import score_derivative
 from .ops import BINARY, COMPARISONS, FUNCTIONS, METHOD_BINARY, UNARY
 
 SCORE_ARGS = ("score", "b", "h", "q_idx", "kv_idx")
@@ -85,7 +86,6 @@ class _Renderer:
                 self.out.uses = self.deps_of(result)
                 self.find_additive(result)
                 if self.mod == "score":
-                    from .grad import score_derivative
                     self.out.grad, self.out.grad_result = score_derivative(self, result)
                 return self.out
             self.emit(node)

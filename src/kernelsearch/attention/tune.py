@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .kernel_module import gpu_captures, load_kernel_module, make_inputs
 from .spec import AttentionSpec
 
 # Forward (BLOCK_M, BLOCK_N, num_warps, num_stages): around the Triton tutorial's Hopper settings, plus larger
@@ -35,8 +36,6 @@ def tune_configs(spec: AttentionSpec, source: str, out_dir: Path, progress=print
     """(forward configs, backward configs), each keyed by the kernel's config_key for every shape of the spec."""
     import torch
 
-    from .workflow import load_kernel_module
-
     path = out_dir / f"_{spec.name}_tuning_kernel.py"
     path.write_text(source)
     module = load_kernel_module(path)
@@ -57,8 +56,6 @@ def tune_configs(spec: AttentionSpec, source: str, out_dir: Path, progress=print
 
 def _tune_shape(spec, module, shape, loads, backward, forward, backward_configs, timings, progress) -> None:
     """Adds this shape's fastest forward (and backward) config to `forward` (`backward_configs`)."""
-    from .workflow import gpu_captures, make_inputs
-
     q, k, v = make_inputs(shape, "cuda")
     key = module.config_key(shape.q_len, shape.kv_len, shape.head_dim, q.dtype)
     captures = gpu_captures(spec, module, shape)

@@ -7,10 +7,13 @@ from pathlib import Path
 
 from ..problem import load_problem
 from ..verify import PoolConfig, WorkerPool, make_request, resolve_device
-from .captures import find_tensors, rebind
+from ..verify.verdict import Status
+from .captures import find_tensors
 from .generate import GeneratedKernel, generate, problem_source
 from .spec import AttentionSpec, Shape, SpecError
 from .trace import TraceError
+from .tune import tune_configs
+from .versus_flex import bench_spec
 
 # The verifier's second input shape may change only these problem constants: the spec's own constants
 # (a window, a grid, a head count that sizes a captured tensor) are part of the kernel.
@@ -27,7 +30,7 @@ class AttentionResult:
 
     @property
     def ok(self) -> bool:
-        return bool(self.verdicts) and all(v.status == "correct" for _, v in self.verdicts)
+        return bool(self.verdicts) and all(v.status == Status.CORRECT for _, v in self.verdicts)
 
 
 def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune: bool = False,
@@ -49,7 +52,6 @@ def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune
     out_dir.mkdir(parents=True, exist_ok=True)
     configs, backward_configs = {}, {}
     if tune:
-        from .tune import tune_configs
         configs, backward_configs = tune_configs(spec, generate(spec).source, out_dir, progress)
     kernel = generate(spec, configs, backward_configs)
     kernel_path = out_dir / f"{spec.name}_attention.py"
@@ -64,7 +66,6 @@ def run_attention(spec: AttentionSpec, out_dir: Path, device: str = "auto", tune
             result.verdicts.append((shape, verdict))
             progress(f"{verdict.status:9s} {shape.label()}: {verdict.message}")
     if bench:
-        from .bench import bench_spec
         result.bench = bench_spec(spec, kernel_path, progress, autotune_flex=flex_autotune)
     summary = {
         "spec": spec.path, "kernel": str(kernel_path), "tuning": result.tuning, "bench": result.bench,
@@ -110,43 +111,3 @@ def shape_request(spec: AttentionSpec, kernel, kernel_name: str, index: int, sha
     return make_request(load_problem(problem_path), kernel.source, kernel_name, variant_names=SIZE_CONSTANTS,
                         dtype=shape.dtype, trials=trials or (5 if device == "cuda" else CPU_TRIALS),
                         timing=False)  # --bench times against FlexAttention and SDPA instead
-
-
-def load_kernel_module(path: Path):
-    """Import a generated kernel file (Triton reads kernel source through inspect, so it must be a file)."""
-    import importlib.util
-    import sys
-
-    name = f"ks_generated_{path.stem}"
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
-    module_spec.loader.exec_module(module)
-    return module
-
-
-def gpu_captures(spec: AttentionSpec, module, shape: Shape, device: str = "cuda") -> dict:
-    """The captured tensors a generated kernel module needs, for this shape, on the device. The places the mods
-    read them from (closure cells, globals) are pointed at the same device tensors, so that FlexAttention, which
-    runs the mods as they are, sees them too."""
-    spec.captures(shape)  # size-dependent globals (make_captures) for this shape
-    found = {item.name: item for item in find_tensors(spec.score_mod, spec.mask_mod)}
-    selected = [found[name] for name in module.CAPTURES]
-    tensors = {item.name: item.tensor.to(device) for item in selected}
-    rebind(selected, tensors)
-    return tensors
-
-
-def torch_dtype(shape: Shape):
-    import torch
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[shape.dtype]
-
-
-def make_inputs(shape: Shape, device: str, seed: int = 0):
-    import torch
-    dtype = torch_dtype(shape)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    q = torch.randn(shape.batch, shape.heads, shape.q_len, shape.head_dim, generator=generator)
-    k = torch.randn(shape.batch, shape.n_kv_heads, shape.kv_len, shape.head_dim, generator=generator)
-    v = torch.randn(shape.batch, shape.n_kv_heads, shape.kv_len, shape.head_dim, generator=generator)
-    return [t.to(device=device, dtype=dtype) for t in (q, k, v)]

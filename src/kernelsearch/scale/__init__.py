@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 from ..verify.pool import PoolConfig, WorkerPool
+from .cluster import import_ray
 
 
 def open_pool(config: PoolConfig, ray_address: str | None = None):
@@ -13,9 +14,8 @@ def open_pool(config: PoolConfig, ray_address: str | None = None):
     missing."""
     if not ray_address:
         return WorkerPool(config)
-    from .cluster import import_ray
     import_ray()  # one line when Ray is not installed, before ray_pool imports it
-    from .ray_pool import RayPool
+    from .ray_pool import RayPool  # ray stays out until a Ray pool is asked for
     return RayPool(config, ray_address)
 
 

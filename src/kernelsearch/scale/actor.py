@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import ray
 
+from .. import __version__
 from ..verify.pool import PoolConfig, WorkerPool
 from ..verify.verdict import VerifyRequest
 
@@ -29,11 +30,10 @@ class VerifierActor:
         self.running: Future | None = None
 
     def where(self) -> dict:
-        import kernelsearch
         return {"actor": self.label, "node": ray.util.get_node_ip_address(), "host": socket.gethostname(),
                 "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
                 "gpu": os.environ.get("CUDA_VISIBLE_DEVICES") if self.pool.device == "cuda" else None,
-                "kernelsearch": kernelsearch.__version__}
+                "kernelsearch": __version__}
 
     def verify(self, request: dict) -> dict:
         """One job at a time: the driver sends an actor its next job only after this one answered."""

@@ -14,7 +14,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..verify.pool import live_pools
 from ..verify.pool import PoolConfig, PoolStopped
-from ..verify.verdict import Verdict, VerifyRequest
+from ..verify.verdict import Status, Verdict, VerifyRequest
 from .actor import RemoteVerifier
 from .cluster import Cluster, cluster_device, connect, disconnect, one_line
 from .placement import RETRIES, STEAL_AFTER_S, Job, Placement, problem_key
@@ -291,7 +291,7 @@ class RayPool:
             _answer(orphan, self._unverified(orphan.request, f"no Ray verifier actor is left: {why}"))
 
     def _unverified(self, request: VerifyRequest, why: str) -> Verdict:
-        return Verdict(status="runtime_error", message=f"verifier error: {why}", problem=request.problem_name,
+        return Verdict(status=Status.RUNTIME_ERROR, message=f"verifier error: {why}", problem=request.problem_name,
                        candidate=request.candidate_name, device=self.info.get("device_name", self.device),
                        dtype=request.dtype, phase="static")
 

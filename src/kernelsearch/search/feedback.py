@@ -78,7 +78,7 @@ def _peaks(device: str, dtype: str, roofline: dict) -> dict | None:
         return {"bandwidth": roofline["peak_bandwidth"], dtype: roofline["peak_flops"]}
     if not device or device == "cpu":
         return None
-    from ..verify.harness.gpu_timing import PEAKS
+    from ..verify.harness.gpu_timing import PEAKS  # torch stays out of the search's process unless a GPU verdict gets here
     return next((p for name, p in PEAKS.items() if name in device), None)
 
 

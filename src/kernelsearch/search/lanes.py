@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ..llm.answer import extract_code
 from ..llm.client import LLMClient, LLMError
@@ -19,25 +16,12 @@ from ..verify.verdict import Status
 from .archive import Archive, Entry, source_key
 from .display import Display
 from .problem_profile import ProblemProfile, profile_problem
-from .seed import SEED_STRATEGY, Seed, plant
-from .steer import original_source, plan_attempt
-
-if TYPE_CHECKING:
-    from .solve import SolveConfig
+from .seed import SEED_LANE, SEED_STEP, SEED_STRATEGY, Seed, say_failed
+from .solve_config import SolveConfig
+from .steer import Lane, original_source, plan_attempt
 
 MAX_FAILED_CALLS_IN_A_ROW = 5  # a sixth failure in a row means the endpoint is down, not busy
 PROFILE_KEY = "problem_profile"  # store meta: the problem's profile, traced once per run
-
-
-@dataclass
-class Lane:
-    index: int
-    step: int = 0
-    previous: Previous | None = None
-    failures: int = 0  # failed attempts in a row
-    tried: Counter = field(default_factory=Counter)  # optimization strategy -> times this lane tried it
-    latest: Entry | None = None  # its last verified-correct kernel
-
 
 
 class Search:
@@ -89,7 +73,7 @@ class Search:
                 lane.tried[a.strategy] += 1
             self.taken.setdefault(a.step, set()).add(a.strategy)
             if a.status in (Status.LLM_ERROR, Status.CANCELLED) or (a.strategy == SEED_STRATEGY and not a.correct):
-                continue  # a failed seed is not the lane's to fix (seed.plant)
+                continue  # a failed seed is not the lane's to fix (plant)
             duplicate = a.status == Status.DUPLICATE and verdict is not None and verdict.ok
             lane.previous = Previous(a.strategy, a.code, verdict, problem=a.note or "", attempt_id=a.id,
                                      status=Status.DUPLICATE if duplicate else "")
@@ -148,7 +132,7 @@ class Search:
         if self.closing.is_set():
             return
         if seed is not None:
-            await plant(self, seed)
+            await self.plant(seed)
             remaining = self.config.budget_s - self.elapsed()
         lanes = [asyncio.create_task(self.lane_loop(lane)) for lane in self.lanes]
         every = asyncio.gather(*lanes, return_exceptions=True)
@@ -167,6 +151,25 @@ class Search:
         self.halt("budget spent")  # only says so when nothing else stopped it
         self.store.set_meta(ELAPSED, round(self.elapsed(), 3))
 
+    async def plant(self, seed: Seed) -> None:
+        """Verify the seed as any answer is verified and record it; correct, it is the kernel the lanes build on
+        (the best so far), else one line says so and the lanes start from nothing. A new run plants its seed;
+        --resume plants it only if no verification of it finished (seed.unplanted)."""
+        lane = self.lanes[SEED_LANE]
+        attempt_id = self.store.begin(lane=SEED_LANE, step=SEED_STEP, strategy=SEED_STRATEGY, base_id=None,
+                                      session=self.session, started_s=round(self.elapsed(), 3), prompt=seed.origin)
+        self.store.update(attempt_id, code=seed.code, note=seed.origin)
+        try:
+            with self.closed_whatever_happens(lane, attempt_id, SEED_STEP, SEED_STRATEGY):
+                verdict = await self.verify(lane, attempt_id, SEED_STEP, SEED_STRATEGY, seed.code)
+        except Exception as e:  # a bug of ours: the search stops saying why, as run() does for the lanes' attempts
+            self.halt(f"internal error: {type(e).__name__}: {e}", fatal=True)
+            return
+        if not verdict.ok and verdict.status != Status.PROBLEM_ERROR:  # that one stops the search, saying why
+            # the lane does not fix the generator's kernel: it starts as every other lane does
+            lane.previous, lane.failures = None, 0
+            say_failed(verdict)
+
     async def lane_loop(self, lane: Lane) -> None:
         while True:
             self.check_caps()
@@ -178,6 +181,10 @@ class Search:
         await self.problem_profile()
         step = lane.step + 1
         plan = plan_attempt(self, lane, step)
+        if plan.restarts:  # what the plan changes is applied here: steering only reads the search
+            lane.failures = 0
+        if plan.takes_strategy:
+            self.taken.setdefault(step, set()).add(plan.strategy.name)
         if plan.strategy.name in _optimizations():  # the rotation moves on whatever the outcome
             lane.tried[plan.strategy.name] += 1
         lane.step = step
@@ -302,4 +309,4 @@ class Search:
 
 
 def _optimizations() -> set[str]:
-    return {name for name, s in strategies().items() if "correct" in s.after}
+    return {name for name, s in strategies().items() if Status.CORRECT in s.after}

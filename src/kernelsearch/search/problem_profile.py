@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..verify.containment.sandbox import worker_env
+
 PROFILE_TIMEOUT_S = 120.0  # importing torch takes ~2-5 s here; a problem that builds for minutes is not worth more
 KINDS = ("matmul", "conv", "attention", "reduction", "pooling", "scan", "elementwise")
 # The strategies' `needs` may also name: `several_ops` (more than one compute op call: something to fuse),
@@ -167,8 +169,6 @@ def from_ops(ops: list[str], op_calls: int, **fields) -> ProblemProfile:
 async def profile_problem(source: str, dtype: str = "fp32", timeout_s: float = PROFILE_TIMEOUT_S) -> ProblemProfile:
     """The profile of a problem (give the source at its original sizes: a --set that shrank it for the CPU does
     not change what the kernel is for). Traced in a child process; from the source's names if that fails."""
-    from ..verify.containment.sandbox import worker_env
-
     with tempfile.TemporaryDirectory(prefix="ks-profile-") as workdir:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "kernelsearch.search.problem_trace", cwd=workdir,

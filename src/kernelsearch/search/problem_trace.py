@@ -9,18 +9,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..verify.harness.memory import tensor_bytes
+from ..verify.harness.modules import DTYPES
 from .problem_profile import FREE_OPS, WHOLE_REDUCTIONS, kind_of
 
 
 def trace(source: str, dtype_name: str) -> dict:
     """The reference's ops, FLOPs and bytes from one forward on the meta device."""
+    # torch (verify.timing imports it) loads inside main()'s try: where it cannot be imported, that is the answer
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from ..verify.harness.modules import DTYPES
     from ..verify.harness.gpu_timing import work_of_call
-
-    from ..verify.harness.memory import tensor_bytes
 
     dtype = getattr(torch, DTYPES[dtype_name])
     names: list[str] = []

@@ -14,6 +14,7 @@ from ..shrink import as_overrides
 from ..verify import Verdict, VerifyRequest, make_request
 from .archive import Entry, rank, source_key
 from .run_dir import RunDir, best_header
+from .suite_run import _search_settings, load_bench
 
 SIZES = ("original", "searched")  # the problem file's own sizes, or the ones searched at (--set, --shrink applied)
 # Seeds after the search's: it drew trial inputs from seed and seed + 1000 (its cold re-check); these are unseen.
@@ -41,8 +42,6 @@ def targets(run: RunDir, sizes: str = "original") -> list[Target]:
         s = settings.search
         options = {"dtype": s.dtype, "strict": s.strict, "trials": s.trials, **s.judging()}
         return [Target(run, problem.name, problem, options, settings.variants(), s.seed)]
-    from .bench import _search_settings, load_bench
-
     found_under = _search_settings(run.path)  # per problem: dtype, strictness, tolerance, second-shape sizes
     search = load_bench(run.path)["search"] if run.bench.is_file() else {}
     found = []

@@ -14,14 +14,11 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ..llm.client import ModelConfig
 from ..shrink import as_overrides
 from ..store import Attempt, RunStore
-
-if TYPE_CHECKING:
-    from ..llm.client import ModelConfig
-    from .solve import SolveConfig
+from .solve_config import SolveConfig
 
 STORE_NAME, CONFIG_NAME, BEST_NAME, SUMMARY_NAME = "store.sqlite", "config.json", "best.py", "summary.json"
 BENCH_NAME, PROBLEMS_DIR, PROBLEM_FILE, ERROR_FILE = "bench.json", "problems", "problem.py", "error.txt"
@@ -175,9 +172,6 @@ class RunDir:
         self._write_json(self.config, data)
 
     def load_settings(self) -> Settings:
-        from ..llm.client import ModelConfig
-        from .solve import SolveConfig
-
         if not self.config.is_file():
             raise RunDirError(f"{self.path} holds no run to resume (no {CONFIG_NAME})")
         data = self._read_json(self.config)
@@ -205,7 +199,7 @@ class RunDir:
         self._write_json(self.config, data)
 
     def read_bench(self) -> dict:
-        """bench.json as written (bench.load_bench makes its problems SuiteProblems); RunDirError when damaged."""
+        """bench.json as written (suite_run.load_bench makes its problems SuiteProblems); RunDirError when damaged."""
         return self._read_json(self.bench)
 
     # ---- outputs -------------------------------------------------------------------------------------------------

@@ -5,17 +5,12 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ..attention.spec import MODS, AttentionSpec, is_spec, load_spec, top_level_names
 from ..problem import Problem, ProblemError, load_problem
-from ..verify.verdict import Status
-from .run_dir import RunDirError
-
-if TYPE_CHECKING:
-    from ..attention.spec import AttentionSpec
-    from .archive import Archive
-    from .lanes import Search
-    from .run_dir import RunDir, Settings
+from ..verify.verdict import Status, Verdict
+from .archive import Archive
+from .run_dir import RunDir, RunDirError, Settings
 
 # The seed's attempt: its own strategy, in lane 0 at step 0, before that lane's first model step (step 1), so that
 # the lanes' steps line up as in a search without one; it is not a model attempt, so --max-attempts does not count it.
@@ -31,8 +26,6 @@ class Seed:
 def problem_or_spec(path: str, overrides: dict[str, str]) -> tuple[Problem | None, AttentionSpec | None]:
     """What `solve PATH` searches: a KernelBench problem, or an attention spec (attention.spec.is_spec); a file
     that is neither is refused naming both."""
-    from ..attention.spec import MODS, is_spec, load_spec, top_level_names
-
     if is_spec(path):
         return None, load_spec(path)
     names = top_level_names(path)
@@ -47,7 +40,7 @@ def spec_search(spec: AttentionSpec, run: RunDir, settings: Settings, device: st
     """An attention spec as a search: its problem (workflow.spec_problem) written to the run's problem.py, the
     second shape changing only the attention sizes, at that shape's dtype unless --dtype was given, and the
     generated kernel as the seed (None, said in one line, when the generator cannot translate the mods)."""
-    from ..attention.workflow import SIZE_CONSTANTS, spec_problem
+    from ..attention.workflow import SIZE_CONSTANTS, spec_problem  # torch stays out of a search without a spec
 
     found = spec_problem(spec, device)
     run.path.mkdir(parents=True, exist_ok=True)
@@ -85,23 +78,8 @@ def holds_seed(archive: Archive) -> bool:
     return any(e.strategy == SEED_STRATEGY for e in archive.entries)
 
 
-async def plant(search: Search, seed: Seed) -> None:
-    """Verify the seed as any answer is verified and record it; correct, it is the kernel the lanes build on (the
-    best so far), else one line says so and the lanes start from nothing. A new run plants its seed; --resume
-    plants it only if no verification of it finished (`unplanted`)."""
-    lane = search.lanes[SEED_LANE]
-    attempt_id = search.store.begin(lane=SEED_LANE, step=SEED_STEP, strategy=SEED_STRATEGY, base_id=None,
-                                    session=search.session, started_s=round(search.elapsed(), 3), prompt=seed.origin)
-    search.store.update(attempt_id, code=seed.code, note=seed.origin)
-    try:
-        with search.closed_whatever_happens(lane, attempt_id, SEED_STEP, SEED_STRATEGY):
-            verdict = await search.verify(lane, attempt_id, SEED_STEP, SEED_STRATEGY, seed.code)
-    except Exception as e:  # a bug of ours: the search stops saying why, as run() does for the lanes' attempts
-        search.halt(f"internal error: {type(e).__name__}: {e}", fatal=True)
-        return
-    if not verdict.ok and verdict.status != Status.PROBLEM_ERROR:  # that one stops the search, saying why
-        # the lane does not fix the generator's kernel: it starts as every other lane does
-        lane.previous, lane.failures = None, 0
-        first = verdict.message.splitlines()[0][:160] if verdict.message else ""
-        print(f"kernelsearch: the generated kernel failed verification ({verdict.status}{': ' if first else ''}"
-              f"{first}); the model starts from nothing", file=sys.stderr, flush=True)
+def say_failed(verdict: Verdict) -> None:
+    """One line when the seed fails verification (lanes.Search.plant): the model starts from nothing."""
+    first = verdict.message.splitlines()[0][:160] if verdict.message else ""
+    print(f"kernelsearch: the generated kernel failed verification ({verdict.status}{': ' if first else ''}"
+          f"{first}); the model starts from nothing", file=sys.stderr, flush=True)

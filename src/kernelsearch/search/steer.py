@@ -3,19 +3,22 @@ the problem is and where the time of the kernels it shows goes."""
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..llm.prompt import Previous, Strategy, build_prompt, size_note, strategies
+from ..problem import Problem
+from ..store import RunStore
+from ..verify import WorkerPool
 from ..verify.verdict import Status
-from .archive import Entry
+from .archive import Archive, Entry
 from .feedback import performance
+from .problem_profile import ProblemProfile
 from .seed import holds_seed
+from .solve_config import SolveConfig
 from .strategies import choose, outcome
-
-if TYPE_CHECKING:
-    from .lanes import Lane, Search
 
 # Other lanes' designs a prompt lists: the latest few. Two relay runs (KernelBench L2 22, L1 42) had one lane
 # answer a design the other had built a step before, unseen; 8 lines cost ~250 tokens.
@@ -26,31 +29,56 @@ NOT_TRIED = {Status.CANCELLED, Status.LLM_ERROR, Status.NO_CODE, Status.DUPLICAT
 
 
 @dataclass
+class Lane:
+    """One lane's course, which its next attempt is planned from (lanes.Search keeps it up to date)."""
+    index: int
+    step: int = 0
+    previous: Previous | None = None
+    failures: int = 0  # failed attempts in a row
+    tried: Counter = field(default_factory=Counter)  # optimization strategy -> times this lane tried it
+    latest: Entry | None = None  # its last verified-correct kernel
+
+
+class SteeredSearch(Protocol):
+    """What steering reads of a search: lanes.Search is one. Named here rather than imported, since lanes.py
+    calls this module."""
+    problem: Problem
+    config: SolveConfig
+    pool: WorkerPool
+    store: RunStore
+    archive: Archive
+    profile: ProblemProfile | None
+    lanes: list[Lane]
+    taken: dict[int, set[str]]  # step -> the strategies lanes took at it
+
+
+@dataclass
 class Plan:
     strategy: Strategy
     parent: Entry | None  # the verified kernel this attempt is asked to improve
     base_id: int | None  # the attempt whose code it improves or fixes (None for a fresh start)
     prompt: str
+    restarts: bool = False  # the lane was stuck: it starts over, its failures in a row counted from zero
+    takes_strategy: bool = False  # other lanes at this step pass its strategy over (a fix takes none)
 
 
-def plan_attempt(search: Search, lane: Lane, step: int) -> Plan:
+def plan_attempt(search: SteeredSearch, lane: Lane, step: int) -> Plan:
+    """The lane's next attempt; what it changes of the lane and the search (Plan.restarts, .takes_strategy) is
+    the caller's to apply."""
     cfg, archive, profile = search.config, search.archive, search.profile
     previous, parent = lane.previous, None
-    if lane.failures >= cfg.restart_after:  # stuck: start over from a kernel of the archive (or from scratch)
+    restarts = lane.failures >= cfg.restart_after
+    if restarts:  # stuck: start over from a kernel of the archive (or from scratch)
         parent = parent_for(search, lane)
         previous = as_previous(parent) if parent else None
-        lane.failures = 0
-    elif outcome(previous) == "correct" or (previous is None and holds_seed(archive)):
+    elif outcome(previous) == Status.CORRECT or (previous is None and holds_seed(archive)):
         parent = parent_for(search, lane)  # in a seeded search a lane with nothing of its own builds on the seed
     shown_parent = performance(parent.verdict, cfg.dtype) if parent else None
-    taken = search.taken.setdefault(step, set())
     strategy = choose(as_previous(parent) if parent else previous, lane.index, sum(lane.tried.values()),
                       cfg.language, tags=profile.tags() if profile and profile.how != "unknown" else None,
-                      bound=shown_parent.bound if shown_parent else None, taken=taken, tried=lane.tried,
-                      lanes=len(search.lanes))
-    fixing = outcome(previous) not in ("start", "correct") and parent is None
-    if not fixing:
-        taken.add(strategy.name)  # fixes answer their own lane's code: two lanes may both fix at one step
+                      bound=shown_parent.bound if shown_parent else None, taken=search.taken.get(step, frozenset()),
+                      tried=lane.tried, lanes=len(search.lanes))
+    fixing = outcome(previous) not in ("start", Status.CORRECT) and parent is None
     base_id = parent.attempt_id if parent else previous.attempt_id if fixing and previous else None
 
     best = archive.best()
@@ -67,11 +95,12 @@ def plan_attempt(search: Search, lane: Lane, step: int) -> Plan:
         parent_notes=shown_parent.text() if shown_parent and not same else untimed_note,
         previous_notes=of_previous.text() if of_previous else "", cpu=search.pool.device == "cpu",
         fusion_rule=profile.fusion_rule() if profile else "", pass_rule=profile.pass_rule() if profile else "",
-        tried_elsewhere=tried_elsewhere(search, lane) if not fixing or seen == "duplicate" else ())
-    return Plan(strategy, parent, base_id, prompt)
+        tried_elsewhere=tried_elsewhere(search, lane) if not fixing or seen == Status.DUPLICATE else ())
+    # fixes answer their own lane's code: two lanes may both fix at one step
+    return Plan(strategy, parent, base_id, prompt, restarts=restarts, takes_strategy=not fixing)
 
 
-def tried_elsewhere(search: Search, lane: Lane) -> list[str]:
+def tried_elsewhere(search: SteeredSearch, lane: Lane) -> list[str]:
     """One line for each design the other lanes have answered (the latest MAX_TRIED_SHOWN): its attempt, lane,
     strategy and outcome, and what it is (the first line of its first docstring, else its kernels' names), so
     that this lane can choose another."""
@@ -124,7 +153,7 @@ def shown_heading(parent: Entry | None, best: Entry | None, lane: int) -> tuple[
     return f"The best verified kernel so far ({shown.summary()})", ""
 
 
-def parent_for(search: Search, lane: Lane) -> Entry | None:
+def parent_for(search: SteeredSearch, lane: Lane) -> Entry | None:
     """The verified kernel a lane builds on. Timed (on a GPU): lane 0 the best, the others other good ones that
     differ from it (Archive.parents). Untimed (no GPU: every correct kernel ties), each lane goes on along its own
     line, so that lanes do not all converge on the first kernel that passed."""
@@ -140,14 +169,14 @@ def as_previous(entry: Entry) -> Previous:
     return Previous(entry.strategy, entry.code, entry.verdict, attempt_id=entry.attempt_id)
 
 
-def problem_notes(search: Search) -> str:
+def problem_notes(search: SteeredSearch) -> str:
     """What the problem is (its profile) and, when --set or a shrink changed it, that the original sizes are the
     target: said once, here, not in every verdict."""
     parts = [search.profile.describe() if search.profile else "", size_note(search.problem.overrides)]
     return "\n\n".join(p for p in parts if p)
 
 
-def original_source(search: Search) -> str:
+def original_source(search: SteeredSearch) -> str:
     """The problem at its own sizes (before --set or a shrink): what the kernel is for, and what is profiled."""
     path = Path(search.problem.path)
     if search.problem.overrides and path.is_file():

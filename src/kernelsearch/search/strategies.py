@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..llm.prompt import Previous, Strategy, strategies
-from ..verify.verdict import Verdict
+from ..verify.verdict import Status, Verdict
 
 
 def outcome(previous: Previous | None) -> str:
@@ -16,7 +16,7 @@ def outcome(previous: Previous | None) -> str:
     if previous.status:
         return previous.status
     if previous.verdict is None:
-        return "no_code"
+        return Status.NO_CODE
     return previous.verdict.status
 
 
@@ -48,13 +48,13 @@ def choose(previous: Previous | None, lane: int, optimizations_done: int, langua
     seen = outcome(previous)
     if seen == "start":
         return _pick(offered("start", tags, language), lane, taken, {})
-    if seen != "correct":
+    if seen != Status.CORRECT:
         fixes = [s for s in strategies().values() if seen in s.after]
         return fixes[0] if fixes else strategies()["first"]
     table = strategies()
     if previous.verdict.pytorch_ops and "fewer_launches" not in taken and not tried.get("fewer_launches"):
         return table["fewer_launches"]  # compute left in PyTorch comes back first
-    every = offered("correct", tags, language)
+    every = offered(Status.CORRECT, tags, language)
     met = goals_met(previous.verdict)
     rotation = [s for s in every if s.met_by not in met] or every
     answering = [s for s in rotation if bound in s.bounds]

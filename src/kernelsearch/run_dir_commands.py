@@ -6,14 +6,21 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE
+from .config import ConfigError, parse_prices
+from .exits import EXIT_CORRECT, EXIT_REJECTED, EXIT_USAGE
+from .problem import ProblemError
+from .report.html import write_report
+from .report.metrics import load_results, summarize, write_results
+from .scale import open_pool
+from .scale.cluster import connect_for
+from .search.retime import retime_all, targets
+from .search.run_dir import RunDir, RunDirError
+from .store import StoreError
+from .verify import PoolConfig, resolve_device
 
 
 def finish_bench(run_dir: Path, context: dict, prices) -> int:
     """Metrics, results.csv, summary.json and report.html for a bench or replay run."""
-    from .report.metrics import load_results, summarize, write_results
-    from .search.run_dir import RunDir
-
     run = RunDir(run_dir)
     results = load_results(run_dir)
     summary = summarize(results, prices)
@@ -31,7 +38,6 @@ def finish_bench(run_dir: Path, context: dict, prices) -> int:
 
 def write_report_or_say(run_dir: Path, results, context: dict, prices) -> Path | None:
     try:
-        from .report.html import write_report
         return write_report(run_dir, results, context, prices)
     except ImportError as e:  # matplotlib is a dependency; say what is missing rather than fail the run
         print(f"kernelsearch: no report ({e}); `kernelsearch report {run_dir}` where matplotlib is installed",
@@ -40,11 +46,6 @@ def write_report_or_say(run_dir: Path, results, context: dict, prices) -> Path |
 
 
 def run_report(args) -> int:
-    from .config import ConfigError, parse_prices
-    from .report.metrics import load_results
-    from .search.run_dir import RunDir, RunDirError
-    from .store import StoreError
-
     run_dir = Path(args.run_dir)
     try:
         prices = parse_prices(args.price)
@@ -67,13 +68,6 @@ def run_report(args) -> int:
 def run_retime(args) -> int:
     """Every correct kernel of a run verified and timed again (here, or on a Ray cluster's GPUs); the fastest
     becomes the run's best."""
-    from .problem import ProblemError
-    from .scale import open_pool
-    from .search.retime import retime_all, targets
-    from .search.run_dir import RunDir, RunDirError
-    from .store import StoreError
-    from .verify import PoolConfig, resolve_device
-
     run = RunDir(args.run_dir)
     try:
         if not (run.holds_search() or run.holds_bench()):
@@ -81,7 +75,6 @@ def run_retime(args) -> int:
         run.check_readable()
         found = targets(run, args.sizes)
         if args.ray:  # the cluster's device, not this machine's: a laptop may re-time on the cluster's GPUs
-            from .scale.cluster import connect_for
             device = connect_for(args.ray, args.device)
         else:
             device = resolve_device(args.device)

@@ -16,7 +16,8 @@ from ..verify import WorkerPool, make_request
 from ..verify.verdict import Status, Timing
 from .display import Display
 from .run_dir import RunDir
-from .solve import JUDGING_FIELDS, SolveConfig, solve
+from .solve import solve
+from .solve_config import JUDGING_FIELDS, SolveConfig
 
 
 def save_bench(run_dir: Path, problems: list[SuiteProblem], suite: dict, search: SolveConfig, model) -> None:
@@ -33,7 +34,7 @@ def load_bench(run_dir: Path) -> dict:
     return data
 
 
-async def run_bench(problems: list[SuiteProblem], search: SolveConfig, client: LLMClient, pool: WorkerPool,
+async def run_suite(problems: list[SuiteProblem], search: SolveConfig, client: LLMClient, pool: WorkerPool,
                     run_dir: Path, display: Display, concurrent: int) -> dict[str, str]:
     """Solve every problem not finished yet; a problem that fails (even by crashing its worker) does not stop the
     others. Returns each problem's outcome: its summary headline, `skipped (finished)` or the error."""

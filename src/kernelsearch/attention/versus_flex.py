@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .kernel_module import gpu_captures, load_kernel_module, make_inputs
+from .reference import reference_attention
 from .spec import AttentionSpec, Shape
 
 QUANTILES = [0.5, 0.2, 0.8]  # median, then the spread reported beside it
@@ -14,7 +16,6 @@ def bench_spec(spec: AttentionSpec, kernel_path: Path, progress=print, autotune_
     """Every shape of the spec (the CLI's --bench)."""
     import torch
 
-    from .workflow import load_kernel_module
     module = load_kernel_module(kernel_path)
     flex = flex_functions(autotune_flex)
     rows = []
@@ -45,8 +46,6 @@ def bench_shape(spec: AttentionSpec, module, shape: Shape, flex: dict, backward:
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.attention.flex_attention import create_block_mask
-
-    from .workflow import gpu_captures, make_inputs
 
     q, k, v = make_inputs(shape, device)
     grad_out = torch.randn_like(q)
@@ -135,7 +134,6 @@ def _measure(out, name, fn, q, k, v, grad_out, flops, backward, reference) -> No
 def _reference(spec, q, k, v, grad_out, backward):
     """The float32 reference (autograd through the spec's own mods) on batch 0 and the query heads of kv head 0:
     every output and gradient element there depends on that slice only, and it fits in memory at S=16384."""
-    from .reference import reference_attention
     group = q.shape[1] // k.shape[1]
     sliced = [t[:1, :n].float().detach().requires_grad_(backward) for t, n in ((q, group), (k, 1), (v, 1))]
     out = reference_attention(*sliced, spec.score_mod, spec.mask_mod)
