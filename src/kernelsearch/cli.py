@@ -9,6 +9,7 @@ import sys
 from .exits import EXIT_CODES, EXIT_USAGE, STOPPED, how_stopped
 from .limits import count_problem, positive_problem
 from .search.solve_config import SolveConfig
+from .verify.pool.gpu_share import WORKERS_PER_GPU
 from .verify.pool.live_pools import Stopped
 from .verify.tolerance import DEFAULT_PROFILE, PROFILES, profile_values
 from .verify.verdict import RULES
@@ -165,6 +166,9 @@ def add_search_options(p) -> None:
     add_tolerance_options(p, from_config=True)
     add_rules_option(p, from_config=True)
     p.add_argument("--device", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--workers-per-gpu", type=at_least_one, default=WORKERS_PER_GPU, metavar="N",
+                   help="verifier workers sharing each GPU: a job runs beside the others where its problem fits a "
+                   "share of the GPU's memory, and is timed alone (docs/verifier.md, Throughput)")
     p.add_argument("--strict", action="store_true", default=None, help="reject kernels that keep compute in PyTorch")
     p.add_argument("--max-attempts", type=at_least_one, help="stop after this many model attempts")
     p.add_argument("--shrink", choices=["off", "auto"], help="auto: on the CPU, scale the size constants of a "

@@ -25,7 +25,6 @@ from .shrink import fit_interpreter
 from .store import StoreError
 from .suites import SuiteProblem, load_suite
 from .verify import PoolConfig, resolve_device
-from .verify.pool.gpu_share import WORKERS_PER_GPU
 from .verify.pool.live_pools import Stopped
 from .verify.tolerance import check_settings, describe_settings
 
@@ -157,7 +156,7 @@ def run_solve(args) -> int:
         return EXIT_USAGE
 
     config = PoolConfig(device=device, compile_timeout_s=search.compile_timeout_s, run_timeout_s=search.run_timeout_s,
-                        workers_per_gpu=WORKERS_PER_GPU)
+                        workers_per_gpu=args.workers_per_gpu)
     async def work(pool, display):
         result = await solve(problem, search, client, pool, run_dir, display, variant_names=settings.variants(),
                              seed=seed)
@@ -273,7 +272,7 @@ def _search_bench(args, bench: ReadyBench, gpus: list[int] | None, prices) -> in
         outcomes = await run_suite(bench.problems, search, client, pool, bench.run_dir, display, concurrent)
         return outcomes, pool.info.get("device_name", bench.device), describe_backend(pool)
 
-    config = PoolConfig(device=bench.device, gpus=gpus, workers_per_gpu=WORKERS_PER_GPU,
+    config = PoolConfig(device=bench.device, gpus=gpus, workers_per_gpu=args.workers_per_gpu,
                         compile_timeout_s=search.compile_timeout_s, run_timeout_s=search.run_timeout_s)
     result, failed = _search(client, config, bench.run_dir, work, made_here=bench.made_here, ray=args.ray)
     if failed is not None:

@@ -9,7 +9,9 @@ import time
 
 from ..harness.memory import Footprint, answers_fit_on_device
 
-WORKERS_PER_GPU = 2  # what solve and bench start; verify starts one (one candidate)
+# solve's and bench's default (--workers-per-gpu): one, until two have been timed against one on a GPU (the share set
+# of benchmarks/gpu_sweep.sh 2); verify starts one (one candidate)
+WORKERS_PER_GPU = 1
 
 
 class GpuShare:
