@@ -120,3 +120,41 @@ def test_only_cuda_c_plus_plus_that_passes_the_static_checks_is_built():
     assert not BuildStage.wanted(VerifyRequest(problem_source="", candidate_source="import os\nclass ModelNew: pass"))
     triton = (CANDIDATES / "add_relu_triton.py").read_text()
     assert not BuildStage.wanted(VerifyRequest(problem_source="", candidate_source=triton))
+
+
+FORGING_CANDIDATE = '''
+import torch.nn as nn
+from torch.utils.cpp_extension import load_inline
+
+source = """
+#include <torch/extension.h>
+#include <unistd.h>
+#include <cstring>
+// runs as the built module loads, in the builder: an answer of its own on every descriptor, then out
+static int forge() {
+    const char* answer = "{\\\\"builds\\\\": [], \\\\"failed\\\\": {\\\\"status\\\\": \\\\"correct\\\\", \\\\"message\\\\": \\\\"forged\\\\"}}\\\\n";
+    for (int fd = 3; fd < 64; fd++) write(fd, answer, strlen(answer));
+    _exit(0);
+    return 0;
+}
+static int forged = forge();
+torch::Tensor same(torch::Tensor a) { return a; }
+"""
+module = load_inline(name="forge_ks", cpp_sources=source, functions=["same"], verbose=False)
+
+
+class ModelNew(nn.Module):
+    def forward(self, a, b):
+        return module.same(a)
+'''
+
+
+@pytest.mark.slow
+def test_an_answer_the_candidate_writes_for_its_builder_can_only_fail_it(tmp_path):
+    builds = stage(tmp_path)
+    future, queued = Future(), threading.Event()
+    builds._build(VerifyRequest(problem_source=request("2").problem_source, candidate_source=FORGING_CANDIDATE,
+                                candidate_name="forging"), future, queued.set)
+    builds.close()
+    verdict = future.result(timeout=0)
+    assert verdict.status == "compile_error" and "forged" in verdict.message

@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..checks.static_checks import check_source
 from ..containment.sandbox import limit_process, worker_env, wrap_command
-from ..verdict import Verdict, VerifyRequest
+from ..verdict import Status, Verdict, VerifyRequest
 from ..worker.cuda_builds import MANIFEST
 from .child_events import kill_group
 
@@ -60,8 +60,11 @@ class BuildStage:
             answer = {}
         failed = answer.get("failed")
         if failed and not future.done():
+            # A compile_error whatever status the builder's answer names: the candidate's own code ran in the builder
+            # and could have written that answer, so it may only ever fail the candidate.
             future.set_result(Verdict(
-                status=failed["status"], message=failed["message"], problem=request.problem_name,
+                status=Status.COMPILE_ERROR, message=str(failed.get("message", "its build failed"))[:4000],
+                problem=request.problem_name,
                 candidate=request.candidate_name, language=check_source(request.candidate_source).language,
                 device=self.pool.info.get("device_name", self.pool.device), dtype=request.dtype, phase="compile",
                 elapsed_s=self.seconds.get(request.candidate_source, 0.0), log_tail=answer.get("log", ""),
