@@ -1,6 +1,6 @@
 """`--shrink auto`: a problem too large for the CPU interpreter, its size constants scaled down until it fits.
 
-The check runs before the first model call, with the verifier's own estimate (verify.work_estimate) and limits
+The check runs before the first model call, with the verifier's own estimate (verify.worker.work_estimate) and limits
 (VerifyRequest's), so that a search never spends a call on a problem the worker will refuse. Which constants are
 sizes, and what each must stay a multiple of, is the second shape's rule (Problem.resized, sizes.py,
 constraints.py); each step halves every size, odd ones to an odd value, and a size whose halving breaks the

@@ -48,7 +48,7 @@ def main() -> None:
 # ---- problem_info ------------------------------------------------------------------------------------------
 def describe_problem(request: dict) -> dict:
     """Shapes, work and the reference's time for one problem on this process's device."""
-    # torch (verify.work_estimate imports it) loads after main() has set stdout aside, inside its try
+    # torch (verify.worker.work_estimate imports it) loads after main() has set stdout aside, inside its try
     import torch
 
     from ..verify.worker.work_estimate import estimate_work
@@ -65,7 +65,8 @@ def describe_problem(request: dict) -> dict:
     else:
         answer["reference"] = time_reference(problem, device, request.get("seed", 42))
     if device == "cuda":
-        from ..verify.harness.gpu_timing import roofline_floor_ms  # imports torch: loaded inside main()'s try, as torch is
+        # imports torch: loaded inside main()'s try, as torch is
+        from ..verify.harness.gpu_timing import roofline_floor_ms
         answer["roofline_floor_ms"] = roofline_floor_ms(flops, 4 * elements, "fp32", answer["device_name"])
     return answer
 
@@ -95,8 +96,9 @@ def meta_shapes(problem) -> dict:
 
 
 def time_reference(problem, device: str, seed: int) -> dict:
-    """The reference's median time per call: CUDA events (verify.timing) on a GPU, the wall clock on the CPU."""
-    # torch (verify.calls imports it) loads after main() has set stdout aside, inside its try
+    """The reference's median time per call: CUDA events (verify.harness.gpu_timing) on a GPU, the wall clock on the
+    CPU."""
+    # torch (verify.harness.calls imports it) loads after main() has set stdout aside, inside its try
     import torch
 
     from ..verify.harness.calls import Calls
@@ -107,9 +109,10 @@ def time_reference(problem, device: str, seed: int) -> dict:
         inputs = Calls(torch, device, torch.float32, None, None).inputs(problem, seed)
         with torch.no_grad():
             if device == "cuda":
-                from ..verify.harness.gpu_timing import summarize, time_interleaved  # imports torch, as the lines above
+                # imports torch, as the lines above
+                from ..verify.harness.gpu_timing import METHOD, summarize, time_interleaved
                 times = time_interleaved({"reference": model}, [inputs])["reference"]
-                return {**summarize(times), "method": "CUDA events, L2 flushed (verify.timing)"}
+                return {**summarize(times), "method": METHOD}
             model(*inputs)  # the first call allocates and warms caches
             times, began = [], time.perf_counter()
             low, high = CPU_TIMING_CALLS
@@ -129,7 +132,7 @@ def time_reference(problem, device: str, seed: int) -> dict:
 def profile_candidate(request: dict) -> dict:
     """Each GPU kernel of one steady-state forward of the candidate, with its time; the forward's median time;
     and the roofline fraction: the least time the problem's FLOPs and bytes allow on this GPU, over that median."""
-    # torch (verify.calls and verify.timing import it) loads after main() has set stdout aside, inside its try
+    # torch (verify.harness.calls and gpu_timing import it) loads after main() has set stdout aside, inside its try
     import torch
     from torch.profiler import ProfilerActivity, profile
 

@@ -161,8 +161,9 @@ def summarize(results: list[ProblemResult], prices: tuple[float, float] | None =
     return summary
 
 
-CSV_COLUMNS = ("problem", "state", "solved", "solved_kernelbench", "speedup_vs_eager", "speedup_vs_compile", "kernel_ms", "eager_ms",
-               "compile_ms", "first_correct_s", "first_faster_s", "attempts", *TOKEN_KINDS, "error")
+CSV_COLUMNS = ("problem", "state", "solved", "solved_kernelbench", "speedup_vs_eager", "speedup_vs_compile",
+               "kernel_ms", "eager_ms", "compile_ms", "first_correct_s", "first_faster_s", "attempts", *TOKEN_KINDS,
+               "error")
 
 
 def write_results(run_dir: Path, results: list[ProblemResult], summary: dict) -> None:
@@ -172,7 +173,8 @@ def write_results(run_dir: Path, results: list[ProblemResult], summary: dict) ->
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for r in results:
-            writer.writerow([r.key, r.state, int(r.solved), int(r.kernelbench_solved), r.speedup("eager"), r.speedup("compile"),
+            writer.writerow([r.key, r.state, int(r.solved), int(r.kernelbench_solved), r.speedup("eager"),
+                             r.speedup("compile"),
                              r.ms("candidate"), r.ms("eager"), r.ms("compile"), r.first(), r.first(faster=True),
                              len(r.timeline), *(r.tokens.get(k, 0) for k in TOKEN_KINDS), r.error or ""])
     run.write_summary(summary)

@@ -73,12 +73,13 @@ def performance(verdict: Verdict | None, dtype: str) -> Performance | None:
 
 def _peaks(device: str, dtype: str, roofline: dict) -> dict | None:
     """The GPU's peak rates: from the verdict where the worker put them there (peak_bandwidth in B/s, peak_flops
-    for the run's dtype), else verify.timing's table (which imports torch: only a GPU verdict gets here)."""
+    for the run's dtype), else verify.harness.gpu_timing's table (which imports torch: only a GPU verdict gets here)."""
     if "peak_bandwidth" in roofline and "peak_flops" in roofline:
         return {"bandwidth": roofline["peak_bandwidth"], dtype: roofline["peak_flops"]}
     if not device or device == "cpu":
         return None
-    from ..verify.harness.gpu_timing import PEAKS  # torch stays out of the search's process unless a GPU verdict gets here
+    # torch stays out of the search's process unless a GPU verdict gets here
+    from ..verify.harness.gpu_timing import PEAKS
     return next((p for name, p in PEAKS.items() if name in device), None)
 
 
@@ -91,7 +92,7 @@ def _launches(verdict: Verdict) -> int:
 
 
 def _kernel_lines(verdict: Verdict, timing: dict, launches: int) -> list[str]:
-    """Each kernel with its time where the verdict has them (verify.gpu_kernels.kernel_times: name, ms, calls),
+    """Each kernel with its time where the verdict has them (verify.harness.gpu_kernels.kernel_times: name, ms, calls),
     else the names the first forward's profiler saw."""
     lines = []
     if timing.get(KERNEL_KEYS["candidate"]):

@@ -82,7 +82,7 @@ class ProblemProfile:
     ops: list[str] = field(default_factory=list)  # compute ops in order of first call, e.g. ["addmm", "relu"]
     kinds: list[str] = field(default_factory=list)  # of KINDS, in KINDS' order
     op_calls: int = 0  # compute op calls in one forward (a loop of 10 matmuls is 10)
-    flops: float | None = None  # per call, as torch's FlopCounterMode counts them (verify.timing.work_of_call)
+    flops: float | None = None  # per call, as torch's FlopCounterMode counts them (gpu_timing.work_of_call)
     bytes: int | None = None  # inputs, outputs and parameters, each moved once, in the run's dtype
     read_bytes: int | None = None  # of those, the inputs and parameters (the rest is written: the outputs)
     reductions: list[dict] = field(default_factory=list)  # {op, shape, stride, dims} of each distinct reduction

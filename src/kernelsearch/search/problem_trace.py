@@ -16,7 +16,8 @@ from .problem_profile import FREE_OPS, WHOLE_REDUCTIONS, kind_of
 
 def trace(source: str, dtype_name: str) -> dict:
     """The reference's ops, FLOPs and bytes from one forward on the meta device."""
-    # torch (verify.timing imports it) loads inside main()'s try: where it cannot be imported, that is the answer
+    # torch (verify.harness.gpu_timing imports it) loads inside main()'s try: where it cannot be imported, that is
+    # the answer
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 

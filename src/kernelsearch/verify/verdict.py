@@ -148,9 +148,9 @@ BASELINES = {"eager": "eager", "compile": "torch.compile"}  # Verdict.timing's b
 
 @dataclass(frozen=True)
 class Timing:
-    """A verdict's GPU timing (its JSON form is Verdict.timing, as verify.measure writes it): the candidate's and
-    each baseline's median, and the speedups over eager PyTorch and torch.compile with their 95 % intervals.
-    The one place that reads that dict and says it in words."""
+    """A verdict's GPU timing (its JSON form is Verdict.timing, as verify.worker.timing_step writes it): the
+    candidate's and each baseline's median, and the speedups over eager PyTorch and torch.compile with their 95 %
+    intervals. The one place that reads that dict and says it in words."""
     candidate_ms: float
     baseline_ms: dict  # "eager"/"compile" -> median ms, for the baselines that were timed
     speedups: dict  # "eager"/"compile" -> median(baseline) / median(candidate)

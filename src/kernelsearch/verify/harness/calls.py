@@ -115,8 +115,8 @@ class Calls:
             raise self.fail(e, "forward") from None
         for item in raw if isinstance(raw, (tuple, list)) else [raw]:
             if isinstance(item, torch.Tensor) and type(item) is not torch.Tensor:
-                raise Outcome(Status.REJECTED, f"forward returned a {type(item).__name__} (a torch.Tensor subclass: its "
-                                          "values can be computed lazily, outside the timed call)")
+                raise Outcome(Status.REJECTED, f"forward returned a {type(item).__name__} (a torch.Tensor subclass: "
+                                               "its values can be computed lazily, outside the timed call)")
         try:
             outs = flatten(raw)
         except TypeError as e:
@@ -129,7 +129,8 @@ class Calls:
                 if not self.reference_aliases and isinstance(arg, torch.Tensor) and _overlaps(out, arg):
                     raise Outcome(Status.REJECTED, f"output {j} shares memory with input {i} (aliasing an input)")
             if not self.reference_broadcasts and any(st == 0 and n > 1 for st, n in zip(out.stride(), out.shape)):
-                raise Outcome(Status.REJECTED, f"output {j} is a broadcast view (stride 0): most of it was never computed")
+                raise Outcome(Status.REJECTED, f"output {j} is a broadcast view (stride 0): most of it was never "
+                                               "computed")
         for i, (arg, original) in enumerate(zip(args, pristine)):
             if not self.reference_mutates and isinstance(arg, torch.Tensor) and not same_values(arg, original):
                 raise Outcome(Status.REJECTED, f"forward modified its input {i} in place")

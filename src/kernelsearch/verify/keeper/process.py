@@ -230,8 +230,9 @@ class KeeperJob:
                 raise
             footprint = Footprint(tensor_bytes(pristine), 0, params, 0)
             free = torch.cuda.mem_get_info()[0] if on_gpu else 0
-            raise Outcome(Status.PROBLEM_ERROR, f"the reference alone ran out of device memory ({footprint.describe()}, "
-                                           f"{free / 2**30:.1f} GiB free): {o.message.splitlines()[0][:200]}") from None
+            raise Outcome(Status.PROBLEM_ERROR, (
+                f"the reference alone ran out of device memory ({footprint.describe()}, {free / 2**30:.1f} GiB free): "
+                f"{o.message.splitlines()[0][:200]}")) from None
         outputs, inputs = tensor_bytes(answers), tensor_bytes(pristine)
         # the call cloned the inputs: the peak above what was held counts the copy, the outputs and the rest
         scratch = max(0, torch.cuda.max_memory_allocated() - held - inputs - outputs) if on_gpu else 0

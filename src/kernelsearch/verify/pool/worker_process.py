@@ -234,8 +234,8 @@ class PoolWorker:
                 if code is not None and code > 128 and self.settings.sandbox_problem is None:
                     code = 128 - code  # bwrap passes on a signal death as 128 + the signal, as a shell does
                 self.stop()
-                return self.failed(request, Status.RUNTIME_ERROR, phase, f"{death_message(code)} (in the {phase} phase)",
-                                   began, self.log_tail(offset))
+                return self.failed(request, Status.RUNTIME_ERROR, phase,
+                                   f"{death_message(code)} (in the {phase} phase)", began, self.log_tail(offset))
             if event.get("event") == "phase":
                 phase = event["phase"]
                 # The phase's configured limit; the worker may ask for less (a call's limit follows the

@@ -42,7 +42,8 @@ def main() -> None:
         except Exception as e:
             failed.append(e)
             raise
-        builds.append({"key": key, "file": Path(module.__file__).name, "seconds": round(time.perf_counter() - began, 1)})
+        builds.append({"key": key, "file": Path(module.__file__).name,
+                       "seconds": round(time.perf_counter() - began, 1)})
         return module
 
     cpp_extension.load_inline = load_inline

@@ -275,8 +275,8 @@ class Job:
         v.pytorch_ops = recorder.compute_ops()
         setup_only = sorted(set(self.first_call_ops) - set(v.pytorch_ops))
         if setup_only:
-            v.checks["first_call_only_ops"] = {"ok": None, "ops": setup_only,
-                                               "note": f"PyTorch on the first call only (set-up): {', '.join(setup_only)}"}
+            note = f"PyTorch on the first call only (set-up): {', '.join(setup_only)}"
+            v.checks["first_call_only_ops"] = {"ok": None, "ops": setup_only, "note": note}
         if v.kernel_launches == 0:
             did = ", ".join(v.pytorch_ops) or "no compute at all"
             raise Outcome(Status.REJECTED, f"forward launched none of the candidate's own kernels (PyTorch ran: {did})")

@@ -38,7 +38,8 @@ def main() -> None:
     # KS_AUDIT=off turns it off (tests use it to show what the other walls hold alone).
     audit = os.environ.get("KS_AUDIT") or "on"
     if audit == "on":
-        built = tuple(filter(None, [os.environ.get(cuda_builds.CACHE_VARIABLE)]))  # the build stage's modules, read-only
+        # the build stage's modules, read-only
+        built = tuple(filter(None, [os.environ.get(cuda_builds.CACHE_VARIABLE)]))
         worker.refusals = install(worker_policy(Path.cwd(), worker.device, report_fd=protocol.fileno(),
                                                 more_reads=built))
     worker.send(event="ready", network_isolated=network_isolated(), os_sandbox=where, audit_hook=audit == "on",
