@@ -15,6 +15,7 @@ import torch.utils.cpp_extension as cpp_extension
 from ...conftest import CANDIDATES, PROBLEMS
 from kernelsearch.verify import PoolConfig, VerifyRequest
 from kernelsearch.verify.containment.sandbox import bubblewrap_problem
+from kernelsearch.verify.pool import PoolStopped
 from kernelsearch.verify.pool.build_stage import BuildStage
 from kernelsearch.verify.worker.cuda_builds import MANIFEST, Prebuilt
 
@@ -158,3 +159,17 @@ def test_an_answer_the_candidate_writes_for_its_builder_can_only_fail_it(tmp_pat
     builds.close()
     verdict = future.result(timeout=0)
     assert verdict.status == "compile_error" and "forged" in verdict.message
+
+
+def test_a_request_whose_build_never_began_is_answered_when_the_stage_closes(tmp_path):
+    builds = stage(tmp_path, slots=1)
+    began, release = threading.Event(), threading.Event()
+    builds.built = lambda request: began.set() or release.wait(30) or {}  # the one slot stays busy
+    first, second = Future(), Future()
+    builds.submit(request("2"), first, lambda: None)
+    began.wait(10)
+    builds.submit(request("3"), second, lambda: None)  # queued behind the first
+    threading.Timer(0.5, release.set).start()  # the first ends while close() waits for it
+    builds.close()
+    with pytest.raises(PoolStopped):
+        second.result(timeout=5)

@@ -21,6 +21,7 @@ from ..containment.sandbox import limit_process, worker_env, wrap_command
 from ..verdict import Status, Verdict, VerifyRequest
 from ..worker.cuda_builds import MANIFEST
 from .child_events import kill_group
+from .worker_process import PoolStopped
 
 # nvcc and the host compiler are single-threaded; ninja runs a build's two files (C++, CUDA) side by side.
 JOBS_PER_BUILD = 2
@@ -41,6 +42,7 @@ class BuildStage:
         self.done: dict[str, dict] = {}  # candidate source -> the builder's answer (built once per pool)
         self.lock = threading.Lock()
         self.seconds: dict[str, float] = {}  # candidate source -> seconds its builds took (for its verdict)
+        self.waiting: set[Future] = set()  # the requests not yet built (or failed): settled when the stage closes
 
     @staticmethod
     def wanted(request: VerifyRequest) -> bool:
@@ -50,9 +52,11 @@ class BuildStage:
         return report.language in ("cuda", "both") and not report.syntax_error and not report.violations
 
     def submit(self, request: VerifyRequest, future: Future, then: Callable[[], None]) -> None:
+        self.waiting.add(future)
         self.executor.submit(self._build, request, future, then)
 
     def _build(self, request: VerifyRequest, future: Future, then: Callable[[], None]) -> None:
+        self.waiting.discard(future)
         try:
             answer = self.built(request)
         except Exception as e:  # the build stage's own failure: the worker builds it, as it did before
@@ -159,8 +163,12 @@ class BuildStage:
             kill_group(proc.pid)
 
     def close(self) -> None:
+        """Builders in flight end; a request whose build never began is answered, never left waiting."""
         self.kill()
         self.executor.shutdown(wait=True, cancel_futures=True)
+        for future in list(self.waiting):
+            if not future.done():
+                future.set_exception(PoolStopped("the verifier pool was closed before this candidate was built"))
 
 
 def _read_all(fd: int) -> bytes:
