@@ -281,8 +281,9 @@ def test_without_a_gpu_the_kernel_breakdown_is_skipped_and_said_so():
     if torch.cuda.is_available():
         pytest.skip("this checks the CPU's degradation")
     verdict = Verdict("correct", "", timing={"candidate": {"median_ms": 1.0}})
-    _profile_kernels(verdict, {"candidate": lambda x: x + 1}, [torch.ones(4)])
+    found = _profile_kernels(verdict.timing, {"candidate": lambda x: x + 1}, [torch.ones(4)])
     assert "kernels" not in verdict.timing and verdict.timing["kernels_unavailable"]
+    assert found.outcome is None  # a profiler that fails costs the breakdown, never the verdict
 
 
 def test_one_launch_is_never_launch_bound_and_the_profiled_kernels_name_the_bound():
