@@ -1,7 +1,11 @@
 """The answer keeper: the reference's answers live in a process the candidate cannot reach, and the pool holds
 every verdict against the keeper's own record of what it compared."""
 import json
+import os
 import socket
+import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -10,7 +14,8 @@ from ...conftest import CANDIDATES, ON_GPU, PROBLEMS
 from kernelsearch.problem import load_problem
 from kernelsearch.verify import PoolConfig, WorkerPool, make_request
 from kernelsearch.verify.keeper.link import describe_tensors, recv_message, send_message, send_tensor
-from kernelsearch.verify.pool.keeper_process import JobRecord, KeeperProcess, unbacked
+from kernelsearch.verify.pool.child_events import kill_group
+from kernelsearch.verify.pool.keeper_process import JobRecord, KeeperProcess, KeeperStartError, unbacked
 from kernelsearch.verify.verdict import FRESH_SEED, VARIANT_SEED, Verdict
 
 ESCAPES = CANDIDATES / "escapes"
@@ -172,3 +177,28 @@ def test_a_shared_gpu_tensor_that_reaches_past_its_memory_is_not_opened():
     if not ON_GPU:  # in bounds, but nothing to open here: the keeper falls back to the socket
         with pytest.raises(ValueError, match="did not open"):
             open_cuda({"dtype": "float32", "shape": [1000], "ipc": ipc})
+
+
+def test_a_keeper_that_is_still_starting_can_be_killed(tmp_path):
+    # Its pid is given out as soon as it runs: a stop that comes before it is ready ends it (a bwrap left waiting on
+    # its own setup forever was seen after a run was stopped while a keeper started).
+    never_ready = lambda argv, env, info_fd: [sys.executable, "-c", "import time; time.sleep(120)"]  # noqa: E731
+    pids, failures = [], []
+
+    def start():
+        try:
+            KeeperProcess("cpu", None, tmp_path / "keeper", tmp_path / "keeper.log", (), {}, None, 1 << 30, 120.0,
+                          wrap=never_ready, started=pids.append)
+        except KeeperStartError as e:
+            failures.append(str(e))
+
+    starting = threading.Thread(target=start)
+    starting.start()
+    deadline = time.monotonic() + 30
+    while not pids and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pids, "the keeper's pid was not given out while it started"
+    kill_group(pids[0])
+    starting.join(30)
+    assert not starting.is_alive() and failures  # its start ended as soon as it was killed, not after 120 s
+    assert not os.path.exists(f"/proc/{pids[0]}") or open(f"/proc/{pids[0]}/stat").read().split()[2] in "ZX"

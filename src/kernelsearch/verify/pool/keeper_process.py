@@ -36,11 +36,14 @@ class KeeperProcess:
     """One keeper process. `worker_end` is the socket end the worker must be started with (KS_KEEPER_FD).
 
     With `wrap` (argv, env, info_fd -> argv) it runs inside the OS sandbox that returns, and `namespaces` holds that
-    sandbox's PID (and user) namespace for the worker to join (namespaces.py says why)."""
+    sandbox's PID (and user) namespace for the worker to join (namespaces.py says why). `started` is told its
+    process's pid as soon as it runs: a stop that comes while it starts must be able to end it (a bwrap left
+    waiting on its setup forever was seen after a run stopped then)."""
 
     def __init__(self, device: str, gpu: int | None, workdir: Path, log_path: Path, hidden_env: tuple[str, ...],
                  extra_env: dict[str, str], memory_bytes: int | None, file_bytes: int, start_timeout_s: float,
-                 wrap: Callable[[list[str], dict, int], list[str]] | None = None):
+                 wrap: Callable[[list[str], dict, int], list[str]] | None = None,
+                 started: Callable[[int], None] | None = None):
         workdir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
         self.namespaces: Namespaces | None = None
@@ -62,6 +65,8 @@ class KeeperProcess:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=log, stderr=log, env=env, cwd=workdir, pass_fds=pass_fds,
                 start_new_session=True, preexec_fn=limit_process(memory_bytes, file_bytes, network=wrap is None))
+        if started is not None:  # killable from now on, before it is ready (PoolWorker.kill)
+            started(self.proc.pid)
         for fd in (write_fd, info_write):
             if fd is not None:
                 os.close(fd)

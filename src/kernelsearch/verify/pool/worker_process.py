@@ -38,6 +38,7 @@ class PoolWorker:
         self.settings, self.index, self.gpu = settings, index, gpu
         self.proc: subprocess.Popen | None = None
         self.keeper: KeeperProcess | None = None  # the answers' process, started and stopped with the worker
+        self.keeper_starting: int | None = None  # its pid while it starts, before self.keeper holds it
         self.shm: Path | None = None  # the /dev/shm the worker and its keeper share on a GPU (namespaces.py)
         self.events: queue.Queue = queue.Queue()
         self.jobs_done = 0
@@ -76,11 +77,14 @@ class PoolWorker:
         try:
             self.keeper = KeeperProcess(pool.device, self.gpu, keeper_dir, self.log_path, cfg.hidden_env,
                                         cfg.extra_env, memory, int(cfg.file_limit_gb * 2**30), cfg.start_timeout_s,
-                                        wrap=keeper_sandbox if sandboxed else None)
+                                        wrap=keeper_sandbox if sandboxed else None,
+                                        started=lambda pid: setattr(self, "keeper_starting", pid))
         except KeeperStartError as e:  # same environment as the worker: the same failure, said the same way
             self.stop()  # its /dev/shm directory
             raise RuntimeError(f"verifier worker failed to start ({e}, in its answer keeper): "
                                f"{self.log_tail(0) or 'no output'}") from None
+        finally:
+            self.keeper_starting = None
         keeper_fd = self.keeper.worker_end.fileno()
         read_fd, write_fd = os.pipe()
         env["KS_RESPONSE_FD"] = str(write_fd)
@@ -145,11 +149,13 @@ class PoolWorker:
 
     def kill(self) -> None:
         """From a signal handler: no wait, no state change (the worker's thread reaps the process)."""
-        proc, keeper = self.proc, self.keeper
+        proc, keeper, starting = self.proc, self.keeper, self.keeper_starting
         if proc is not None:
             kill_group(proc.pid)
         if keeper is not None:
             keeper.kill()
+        if starting is not None:  # a keeper still starting, which self.keeper does not hold yet
+            kill_group(starting)
 
     def log_tail(self, offset: int, limit: int = 3000) -> str:
         try:
