@@ -241,3 +241,31 @@ def test_generated_attention_kernels_have_no_violations(spec):
 def test_candidate_with_shadowing_names_and_a_self_test_is_correct(verify):
     v = verify("elementwise_add_relu", CANDIDATES / "add_relu_shadowing_names.py")
     assert v.status == "correct", v.message
+
+
+OP = '@{path}("{name}", mutates_args=())\ndef f(x: torch.Tensor) -> torch.Tensor:\n    return x\n'
+
+
+@pytest.mark.parametrize("snippet", [OP.format(path="torch.library.custom_op", name="myops::f"),
+                                     "from torch.library import custom_op\n" + OP.format(path="custom_op",
+                                                                                          name="myops::f")])
+def test_a_custom_op_of_its_own_namespace_is_allowed(snippet):
+    report = check_source(HEADER + snippet + MODEL)
+    assert report.ok, report.violations
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    (OP.format(path="torch.library.custom_op", name="aten::f"), "namespace 'aten', which torch"),
+    (OP.format(path="torch.library.custom_op", name="prims::f"), "namespace 'prims', which torch"),
+    (OP.format(path="torch.library.custom_op", name="torchvision::f"), "namespace 'torchvision'"),
+    (OP.format(path="torch.library.custom_op", name="f"), "must be \"namespace::name\""),
+    ('n = "aten::f"\nf = torch.library.custom_op(n, mutates_args=())', "computed name"),
+    ("make = torch.library.custom_op", "other than in a call"),
+    ("from torch.library import custom_op, Library", "uses torch.library: registers operators"),
+    ('torch.library.impl("aten::mm", "CUDA")', "uses torch.library: registers operators"),
+    ('lib = torch.library.Library("myops", "FRAGMENT")', "uses torch.library: registers operators"),
+    (OP.format(path="torch.library.custom_op", name="myops::f") + 'f._lib.impl("g", None, "CPU")', "._lib"),
+])
+def test_the_rest_of_torch_library_is_refused(snippet, expected):
+    report = check_source(HEADER + snippet + MODEL)
+    assert any(expected in v for v in report.violations), report.violations

@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from ...conftest import HACKS
+from ...conftest import CANDIDATES, HACKS
 from kernelsearch.verify.harness.gpu_timing import roofline_floor_ms
 from kernelsearch.verify.worker.runtime_guards import Integrity
 
@@ -32,6 +32,9 @@ CASES = [  # hack file, problem, status, words from the message
     ("broadcast_view", "elementwise_add_relu", "rejected", "broadcast view"),
     ("nondeterministic", "elementwise_add_relu", "incorrect", "two runs on the same inputs disagree"),
     ("pytorch_fallback_partial", "elementwise_add_relu", "rejected", "its kernels do not contribute to the output"),
+    ("custom_op_hides_pytorch", "elementwise_add_relu", "rejected", "its kernels do not contribute to the output"),
+    ("custom_op_in_torch_namespace", "elementwise_add_relu", "rejected", "namespace 'prims', which torch"),
+    ("custom_op_library", "elementwise_add_relu", "rejected", "._lib"),
 ]
 
 
@@ -40,6 +43,15 @@ def test_hack_is_caught(verify, hack, problem, status, words):
     v = verify(problem, HACKS / f"{hack}.py")
     assert v.status == status, f"{v.status}: {v.message}"
     assert words in v.message
+
+
+def test_a_custom_op_body_is_seen_by_the_checks(verify):
+    # Its PyTorch ops are listed (the dispatch mode runs the body under itself), and a real kernel inside one is
+    # correct with nothing listed: the operator's own name is not "PyTorch compute".
+    hidden = verify("elementwise_add_relu", HACKS / "custom_op_hides_pytorch.py")
+    assert hidden.pytorch_ops == ["add", "relu"], hidden.message
+    real = verify("elementwise_add_relu", CANDIDATES / "add_relu_custom_op.py")
+    assert real.status == "correct" and real.pytorch_ops == [], real.message
 
 
 def test_unwritten_output_reads_as_poison(verify):

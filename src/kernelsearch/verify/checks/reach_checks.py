@@ -11,6 +11,7 @@ BANNED_ATTRIBUTES = {
     "f_back", "f_locals", "f_globals", "f_builtins", "gi_frame", "cr_frame", "tb_frame", "tb_next",
     "__torch_function__", "__torch_dispatch__", "_cdata", "__self__", "func_globals",
     "_getframe", "_current_frames", "currentframe", "settrace", "setprofile",
+    "_lib",  # the torch.library.Library behind a custom op: it implements any op of its namespace (custom_ops.py)
 }
 
 # Functions of the importer; torch and triton modules hold some of them under these names (e.g.

@@ -6,6 +6,7 @@ import symtable
 from dataclasses import dataclass, field
 
 from .cpp_checks import check_cpp_strings
+from .custom_ops import ALLOWED_PATH as CUSTOM_OP, custom_op_violation
 from .reach_checks import attribute_violations, lookup_violations, subscript_violations
 from .scopes import ScopedVisitor, code_run_on_import
 
@@ -116,6 +117,7 @@ class _RuleVisitor(ScopedVisitor):
         self.report = report
         self.aliases: dict[str, str] = {}  # local name -> full dotted path of the module or object
         self.defines_model = any(isinstance(n, ast.ClassDef) and n.name == "Model" for n in tree.body)
+        self.custom_op_calls: set[int] = set()  # ids of the nodes that name torch.library.custom_op in a call
         self.uses_triton = False
         self.uses_cuda = False
 
@@ -145,6 +147,8 @@ class _RuleVisitor(ScopedVisitor):
             self.flag(node, "relative import (the candidate must be one self-contained file)")
             return
         module = node.module or ""
+        if all(f"{module}.{alias.name}" == CUSTOM_OP for alias in node.names):
+            self.custom_op_calls.add(id(node))  # `from torch.library import custom_op`: its calls are checked
         self._check_module(node, module)
         for alias in node.names:
             full = f"{module}.{alias.name}"
@@ -168,6 +172,10 @@ class _RuleVisitor(ScopedVisitor):
         if path.endswith("cpp_extension.load_inline"):
             self.uses_cuda = True
             return
+        if path == CUSTOM_OP or (path == CUSTOM_OP.rsplit(".", 1)[0] and id(node) in self.custom_op_calls):
+            if id(node) not in self.custom_op_calls:
+                self.flag(node, f"uses {CUSTOM_OP} other than in a call (its name must be checked)")
+            return
         for banned, why in BANNED_APIS.items():
             if path == banned or path.startswith(banned + "."):
                 self.flag(node, f"uses {banned}: {why}")
@@ -190,7 +198,8 @@ class _RuleVisitor(ScopedVisitor):
         path = self.resolve(node)
         if path:
             self._check_api(node, path)
-        self.generic_visit(node)
+        if path != CUSTOM_OP:  # torch.library alone stays banned
+            self.generic_visit(node)
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         for violation in subscript_violations(node):
@@ -211,6 +220,11 @@ class _RuleVisitor(ScopedVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
+        if self.resolve(func) == CUSTOM_OP or (isinstance(func, ast.Name) and self.aliases.get(func.id) == CUSTOM_OP):
+            self.custom_op_calls.add(id(func))
+            why = custom_op_violation(node)
+            if why:
+                self.flag(node, why)
         if isinstance(func, ast.Name) and func.id in ("setattr", "delattr", "getattr") and node.args:
             target = node.args[0]
             if func.id != "getattr" and not (isinstance(target, ast.Name) and target.id == "self"):

@@ -40,6 +40,9 @@ NON_LEAKING_FUNCTIONS = (
     ("traceback", "print_tb"), ("traceback", "print_stack"), ("traceback", "TracebackException.__init__"),
     ("traceback", "StackSummary.extract"), ("traceback", "StackSummary._extract_from_extended_frame_gen"),
     ("triton.compiler.compiler", "filter_traceback"),
+    # torch.library.custom_op (custom_ops.py allows it) notes where an operator and its library were defined
+    ("torch._library.utils", "get_source"), ("torch.library", "Library.__init__"),
+    ("torch.library", "Library._register_fake"),
 )
 
 

@@ -8,6 +8,8 @@ from collections import Counter
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..checks.custom_ops import torch_namespaces
+
 # aten ops that only allocate, view, copy or convert: launch glue a candidate may keep in PyTorch.
 GLUE_OPS = {
     "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like", "new_zeros",
@@ -112,6 +114,29 @@ class _CountedExtension:
         return call
 
 
+# torch's operator namespaces, read when the worker starts, before any candidate is imported.
+TORCH_NAMESPACES = torch_namespaces()
+
+
+def candidate_op_body(func):
+    """The Python body of an operator a candidate made with torch.library.custom_op, or None for torch's own."""
+    from torch._library.custom_ops import OPDEFS  # a dict: qualified name -> the custom op's definition
+
+    opdef = OPDEFS.get(func._schema.name) if func.namespace not in TORCH_NAMESPACES else None
+    return opdef._init_fn if opdef is not None else None
+
+
+def dispatch_seen(mode: TorchDispatchMode, func, args, kwargs):
+    """Run `func` for a dispatch mode. A candidate's own operator reaches the mode as one call, and the mode is off
+    while it handles a call, so the ops of the operator's body would pass unseen (torch.matmul inside one was
+    missing from "PyTorch still computes", and its empty_like was never poisoned): run that body under the mode."""
+    body = candidate_op_body(func)
+    if body is None:
+        return func(*args, **(kwargs or {}))
+    with mode:
+        return body(*args, **(kwargs or {}))
+
+
 class OpRecorder(TorchDispatchMode):
     """Records the aten ops a forward runs outside the candidate's own kernels."""
 
@@ -123,9 +148,9 @@ class OpRecorder(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         # Inside a Triton launch the interpreter's own copies are not the candidate's. Inside a load_inline
         # function they are: at::matmul called from C++ is still PyTorch doing the work.
-        if self.counter.depth == 0:
+        if self.counter.depth == 0 and candidate_op_body(func) is None:  # its body's ops are counted instead
             self.ops[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
+        return dispatch_seen(self, func, args, kwargs)
 
     def compute_ops(self) -> list[str]:
         """aten ops that do arithmetic rather than glue, by name (in-place forms folded into their op)."""
@@ -143,7 +168,7 @@ class FreshAllocationsPoisoned(TorchDispatchMode):
     UNINITIALIZED = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        made = func(*args, **(kwargs or {}))
+        made = dispatch_seen(self, func, args, kwargs)
         if func.overloadpacket.__name__ in self.UNINITIALIZED and isinstance(made, torch.Tensor) and made.numel():
             made.untyped_storage().fill_(255)
         return made
