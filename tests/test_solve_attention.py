@@ -30,7 +30,7 @@ def score_mod(score, b, h, q_idx, kv_idx):
 def mask_mod(b, h, q_idx, kv_idx):
     return q_idx >= kv_idx
 '''
-RETURN = "        return attention(q, k, v, config=config, block_index=self.block_indexes[key], **captures)"
+RETURN = "        return attention(q, k, v, sm_scale=self.sm_scale, **captures)"
 EXAMPLES = Path(__file__).parents[1] / "examples" / "attention"
 
 

@@ -1,8 +1,10 @@
 """Spec -> a standalone Triton attention file, plus KernelBench-format problem files to verify it with."""
 from __future__ import annotations
 
+import hashlib
 import inspect
 import pprint
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -57,9 +59,16 @@ def generate(spec: AttentionSpec, configs: dict | None = None, backward_configs:
         mask_host=_indent(_mask_host(mask), 4),
         capture_kwargs_doc="".join(f", {n}={n}" for n in names),
         capture_kwargs=(", *, " + ", ".join(names)) if names else "",
-        capture_dict=", ".join(f"{n!r}: {n}" for n in names),
+        capture_list=", ".join(names),
+        capture_positional_doc=", ".join(names),
+        op_namespace="$op_namespace",
         capture_launch_args=launch,
     )
+    # The operators' namespace names the spec and the source: two different kernels never share an operator, and the
+    # same file imported twice registers the same one again.
+    stem = re.sub(r"\W", "_", Path(spec.path).stem) or "spec"
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    source = source.replace("$op_namespace", f"kernelsearch_{stem}_{digest}")
     compile(source, "generated attention kernel", "exec")  # a template bug must never reach the user
     return GeneratedKernel(source=source, captures=captures, score=score, mask=mask)
 
