@@ -6,8 +6,9 @@
 #   usage: bash benchmarks/real_model_sample.sh OUT_DIR KEY ...      KEY: one of the names in SAMPLE below, or all
 # Each problem gets a relay on its own port (8800 + its place in SAMPLE) that writes each request to
 # OUT_DIR/relay/KEY/NNN.prompt.json and answers with OUT_DIR/relay/KEY/NNN.answer.md once someone writes it; the
-# run directory is OUT_DIR/runs/KEY, the log OUT_DIR/logs/KEY.log. When solve ends, OUT_DIR/relay/KEY/finished holds
-# its exit code. KernelBench's problems are read from $KERNELBENCH (default ../shared/kernelbench).
+# run directory is OUT_DIR/problems/KEY (OUT_DIR is laid out as a bench's: `kernelsearch report OUT_DIR` draws every
+# problem in one report), the log OUT_DIR/logs/KEY.log. When solve ends, OUT_DIR/relay/KEY/finished holds its exit
+# code. KernelBench's problems are read from $KERNELBENCH (default ../shared/kernelbench).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 KERNELBENCH="${KERNELBENCH:-$ROOT/../shared/kernelbench}"
@@ -27,7 +28,7 @@ SAMPLE=(
 [ $# -ge 2 ] || { echo "usage: $0 OUT_DIR KEY ... (or all)" >&2; exit 2; }
 OUT="$1"; shift
 [ "$1" = all ] && set -- $(printf '%s\n' "${SAMPLE[@]}" | cut -d: -f1)
-mkdir -p "$OUT/relay" "$OUT/runs" "$OUT/logs"
+mkdir -p "$OUT/relay" "$OUT/problems" "$OUT/logs"
 solves=()
 # No relay or solve outlives this script: the whole process group is stopped (solve stops its own workers).
 trap 'trap - INT TERM EXIT; kill 0 2>/dev/null' INT TERM EXIT
@@ -41,7 +42,7 @@ for key in "$@"; do
     (
         sleep 1
         echo "$(date -u +%FT%TZ) solve $path" > "$OUT/logs/$key.log"
-        kernelsearch solve "$path" "${SETTINGS[@]}" --base-url "http://127.0.0.1:$port/v1" --out "$OUT/runs/$key" \
+        kernelsearch solve "$path" "${SETTINGS[@]}" --base-url "http://127.0.0.1:$port/v1" --out "$OUT/problems/$key" \
             >> "$OUT/logs/$key.log" 2>&1
         code=$?
         echo "$(date -u +%FT%TZ) exit $code" >> "$OUT/logs/$key.log"

@@ -52,7 +52,7 @@ def test_archive_prefers_faster_then_timed_then_earlier():
 
 
 @pytest.mark.parametrize("status, expected", [
-    ("compile_error", "fix_compile"), ("runtime_error", "fix_runtime"), ("timeout", "fix_runtime"),
+    ("compile_error", "fix_compile"), ("runtime_error", "fix_runtime"), ("timeout", "fix_timeout"),
     ("incorrect", "fix_wrong"), ("rejected", "fix_rules")])
 def test_failures_get_a_fix(status, expected):
     assert choose(Previous("fuse", "code", Verdict(status, "")), 0, 0, "triton").name == expected

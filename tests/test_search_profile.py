@@ -298,3 +298,44 @@ def test_one_launch_is_never_launch_bound_and_the_profiled_kernels_name_the_boun
     assert "compute-bound: its FLOPs, not its bytes, set the roofline's floor: tensor cores" in gemm.text()
     assert "torch.compile runs: sm90_xmma_gemm_f32f32_tf32f32 0.4 ms" in gemm.text()
     assert "your kernels: matmul_kernel 4.9 ms, bias_kernel 0.1 ms" in gemm.text()
+
+
+# ---- strategies that fit (relay run with a real model, 2026-12-07) -------------------------------------------
+def test_one_pass_is_offered_only_where_reading_once_is_possible_and_not_already_done():
+    assert "one_pass" in traced("softmax").tags() and "one_pass" in traced("rms_norm").tags()
+    # a row of 393216 values (1.5 MB) does not fit on chip: it is read twice whatever the kernel (L1 23)
+    wide = traced("softmax", dim=393216)
+    assert "one_pass" not in wide.tags() and not {"one_pass", "first_one_pass"} & every_choice(wide)
+    # a plain sum reads each element once in any kernel (L1 47)
+    assert "one_pass" not in traced("row_sum").tags() and "reduction" in traced("row_sum").tags()
+
+
+def test_tensor_cores_are_not_asked_of_a_kernel_that_uses_them():
+    tags = traced("matmul", M=1024, K=1024, N=1024).tags()
+    plain = Previous("first", "acc += tl.sum(a[:, :, None] * b[None, :, :], axis=1)", Verdict("correct", ""))
+    dotted = Previous("first", "acc += tl.dot(a, b, input_precision='tf32x3')", Verdict("correct", ""))
+    assert choose(plain, 0, 0, "triton", tags, "compute").name == "tensor_cores"
+    assert choose(dotted, 0, 0, "triton", tags, "compute").name != "tensor_cores"
+    cuda = Previous("first", "wmma::mma_sync(acc, a, b, acc);", Verdict("correct", ""))
+    assert choose(cuda, 0, 0, "cuda", tags, "compute").name != "tensor_cores_cuda"
+
+
+def test_an_algebraic_rewrite_is_offered_where_there_is_something_to_rewrite():
+    assert "algebra" not in every_choice(traced("matmul", M=1024, K=1024, N=1024))  # one product: nothing to drop
+    assert "algebra" not in every_choice(traced("softmax"))
+    assert "algebra" in every_choice(traced("conv_relu_bias")) and "algebra" in every_choice(traced("rms_norm"))
+    text = strategies()["algebra"].text
+    assert "never kept from an earlier one" in text and "precompute what depends only on parameters once" not in text
+
+
+def test_an_fp32_prompt_with_products_says_what_tl_dot_does_and_a_cpu_prompt_names_the_mask_trap():
+    def first(name, products, device="cpu"):
+        return build_prompt((PROBLEMS / f"{name}.py").read_text(), language="triton", dtype="fp32", device=device,
+                            strict=False, strategy=strategies()["first"], products=products)
+
+    with_products = first("matmul", True)
+    assert 'input_precision="ieee"' in with_products and "computes it\nexactly" in with_products
+    assert "tl.dot" not in first("elementwise_add_relu", False)  # nothing to multiply: not a word of it
+    assert "tl.where(row < n_rows, offs < n, False)" in with_products
+    assert "tl.where(row < n_rows" not in first("matmul", True, device="NVIDIA H100 80GB HBM3")
+    assert "those passed to `__init__` too" in with_products  # the second shape changes the module's sizes

@@ -87,6 +87,15 @@ def test_failures_become_verdicts_and_the_pool_keeps_working(verify, candidate, 
     assert after.status == "correct", after.message
 
 
+@pytest.mark.skipif(ON_GPU, reason="the interpreter's error; on a GPU the compiler quotes the line itself")
+def test_an_error_inside_a_kernel_names_the_kernels_line_and_the_launch(verify):
+    # the interpreter raises at the launch and keeps the kernel's failing line in the exception's cause
+    v = verify("elementwise_add_relu", CANDIDATES / "kernel_line_error.py")
+    assert v.status == "compile_error", v.message
+    assert "candidate.py:12: tl.atomic_xchg(" in v.message and "called at candidate.py:20: " in v.message
+
+
+
 def test_candidate_error_points_at_its_line(verify):
     v = verify("elementwise_add_relu", CANDIDATES / "crash_raises.py")
     assert "candidate.py:20" in v.message

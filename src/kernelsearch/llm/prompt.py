@@ -59,14 +59,16 @@ def build_prompt(problem_source: str, *, language: str, dtype: str, device: str,
                  best: tuple[str, str] | None = None, previous: Previous | None = None,
                  tolerance: Tolerance | None = None, problem_notes: str = "", parent_heading: str = "",
                  parent_notes: str = "", previous_notes: str = "", cpu: bool | None = None,
-                 fusion_rule: str = "", pass_rule: str = "", tried_elsewhere: list[str] = ()) -> str:
+                 fusion_rule: str = "", pass_rule: str = "", tried_elsewhere: list[str] = (),
+                 products: bool = True) -> str:
     """The user turn for one attempt. `best` is (source, one-line summary) of the kernel to build on (the best
     verified one unless `parent_heading` says otherwise); `tolerance` the one in force (default: the default
     profile's for `dtype`), stated once. `problem_notes` follow the problem (its profile, `size_note`), the
     notes of the kernel to build on and of the previous attempt follow them (search.feedback's timing lines).
     `cpu` (default: read from `device`) says up front, once, that nothing is timed here (and adds the hint for a
     failure only the interpreter gives); `fusion_rule` and `pass_rule` are the problem's (search.problem_profile);
-    `tried_elsewhere`, one line per design other lanes tried, lets this one choose another."""
+    `tried_elsewhere`, one line per design other lanes tried, lets this one choose another. `products`: the
+    problem has matrix products or convolutions (then an fp32 Triton prompt says what `tl.dot` does to fp32)."""
     tolerance = tolerance or resolve_tolerance(DEFAULT_PROFILE, dtype)
     if cpu is None:
         cpu = device.lower().startswith("cpu")
@@ -95,13 +97,20 @@ def build_prompt(problem_source: str, *, language: str, dtype: str, device: str,
     return Template(template("attempt.md")).substitute(
         language_name=LANGUAGES[language], judged=judged(device, language, cpu), problem_source=problem_source.strip(),
         problem_notes=_block(problem_notes, before="\n"),
-        tolerance=tolerance_text(tolerance), dtype=dtype, language_rules=template(f"rules_{language}.md").strip(),
+        tolerance=tolerance_text(tolerance), dtype=dtype, language_rules=language_rules(language, dtype, products),
         strict_note=" only without --strict (this run is strict: every compute op must be yours)" if strict else "",
         best_section=best_section, feedback_section=feedback_section,
         tried_section=Template(template("tried.md")).substitute(designs="\n".join(
             f"- {line}" for line in tried_elsewhere)) if tried_elsewhere else "",
         strategy_title=strategy.title, strategy_text=strategy_text(strategy, tolerance, language, fusion_rule,
                                                                    pass_rule, cpu))
+
+
+def language_rules(language: str, dtype: str, products: bool) -> str:
+    rules = template(f"rules_{language}.md").strip()
+    if language == "triton" and dtype == "fp32" and products:
+        rules += "\n" + precision_notes()["dot"]["triton"].strip()
+    return rules
 
 
 def judged(device: str, language: str, cpu: bool | None = None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import math
 import re
 import sys
 import tempfile
@@ -75,6 +76,13 @@ PASS_RULES = {
 ONLINE_RULE = ("give each program whole rows and use an online formulation where the reference makes several passes "
                "(a running max and a running sum, the sum rescaled whenever the max grows)")
 SOFTMAX_LIKE = re.compile(r"softmax|logsumexp", re.I)
+# Reductions that read each element once in any kernel: one pass is no strategy for them (relay run, L1 47 sum).
+PLAIN_REDUCTIONS = {"sum", "mean", "prod", "amax", "amin", "max", "min", "argmax", "argmin", "any", "all"}
+# The longest row one program can keep on chip between a statistic and its use: an H100 SM has 256 KB of registers
+# for all its warps beside the working tiles; 128 KB is 32K fp32 values. Longer rows are read twice whatever the
+# kernel (relay run, 2026-12-07: "read every element once" asked three times of L1 23 softmax, 393216 per row,
+# and twice of L1 40 LayerNorm, 4M per row).
+ROW_ON_CHIP_BYTES = 128 * 1024
 
 
 @dataclass
@@ -103,7 +111,20 @@ class ProblemProfile:
             tags.add("contraction")
             if self.intensity is None or self.intensity >= COMPUTE_HEAVY_INTENSITY:
                 tags.add("compute_heavy")
+        if self.one_pass_helps():
+            tags.add("one_pass")
         return tags
+
+    def one_pass_helps(self) -> bool:
+        """Whether reading the input once is a strategy here: pooling and scans, and reductions whose statistic is
+        applied to the data again (softmax, norms) over rows that fit on chip (ROW_ON_CHIP_BYTES, at 4 bytes an
+        element); not a plain reduction (PLAIN_REDUCTIONS), which reads each element once in any kernel."""
+        if {"pooling", "scan"} & set(self.kinds):
+            return True
+        if "reduction" not in self.kinds or not set(self.ops) - PLAIN_REDUCTIONS:
+            return False
+        longest = max((math.prod(r["shape"][d] for d in r["dims"]) for r in self.reductions), default=0)
+        return longest * 4 <= ROW_ON_CHIP_BYTES
 
     def describe(self) -> str:
         """Two lines for the prompt: the ops and the work."""

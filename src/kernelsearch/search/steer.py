@@ -95,7 +95,8 @@ def plan_attempt(search: SteeredSearch, lane: Lane, step: int) -> Plan:
         parent_notes=shown_parent.text() if shown_parent and not same else untimed_note,
         previous_notes=of_previous.text() if of_previous else "", cpu=search.pool.device == "cpu",
         fusion_rule=profile.fusion_rule() if profile else "", pass_rule=profile.pass_rule() if profile else "",
-        tried_elsewhere=tried_elsewhere(search, lane) if not fixing or seen == Status.DUPLICATE else ())
+        tried_elsewhere=tried_elsewhere(search, lane) if not fixing or seen == Status.DUPLICATE else (),
+        products=profile is None or profile.how == "unknown" or "contraction" in profile.tags())
     # fixes answer their own lane's code: two lanes may both fix at one step
     return Plan(strategy, parent, base_id, prompt, restarts=restarts, takes_strategy=not fixing)
 

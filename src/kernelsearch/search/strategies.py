@@ -3,6 +3,7 @@
 what the lane tried before and what the other lanes are trying at the same step."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from ..llm.prompt import Previous, Strategy, strategies
@@ -27,12 +28,19 @@ def offered(after: str, tags: set[str] | None, language: str) -> list[Strategy]:
             and (not s.needs or tags is None or tags & set(s.needs))]
 
 
-def goals_met(verdict: Verdict | None) -> set[str]:
+# Calls that put products on tensor cores, by what a kernel's code says: Triton's tl.dot; WMMA or mma.sync in CUDA.
+# (Relay run, 2026-12-07: "use tensor cores" was asked of lanes whose kernels were tl.dot GEMMs already.)
+TENSOR_CORE_CALLS = re.compile(r"\btl\.dot\(|\bwmma::|\bmma\.sync|\bmma_sync\(")
+
+
+def goals_met(verdict: Verdict | None, code: str = "") -> set[str]:
     """The `met_by` goals (strategies.toml) a verified kernel already meets: `one_launch` when one forward launches
-    a single kernel of its own and leaves no compute to PyTorch (the verifier counts launches on a CPU too)."""
+    a single kernel of its own and leaves no compute to PyTorch (the verifier counts launches on a CPU too);
+    `tensor_cores` when its code multiplies on tensor cores (TENSOR_CORE_CALLS)."""
     if verdict is None or not verdict.ok:
         return set()
-    return {"one_launch"} if verdict.kernel_launches == 1 and not verdict.pytorch_ops else set()
+    met = {"one_launch"} if verdict.kernel_launches == 1 and not verdict.pytorch_ops else set()
+    return met | ({"tensor_cores"} if TENSOR_CORE_CALLS.search(code or "") else set())
 
 
 def choose(previous: Previous | None, lane: int, optimizations_done: int, language: str,
@@ -55,7 +63,7 @@ def choose(previous: Previous | None, lane: int, optimizations_done: int, langua
     if previous.verdict.pytorch_ops and "fewer_launches" not in taken and not tried.get("fewer_launches"):
         return table["fewer_launches"]  # compute left in PyTorch comes back first
     every = offered(Status.CORRECT, tags, language)
-    met = goals_met(previous.verdict)
+    met = goals_met(previous.verdict, previous.code)
     rotation = [s for s in every if s.met_by not in met] or every
     answering = [s for s in rotation if bound in s.bounds]
     pool = answering or rotation

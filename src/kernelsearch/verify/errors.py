@@ -58,11 +58,29 @@ def describe(e: BaseException, workdir: Path | None = None) -> str:
         lines = lines[:10] + ["..."] + lines[-12:]
     where = ""
     if workdir is not None:
-        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith(str(workdir))]
+        frames = _candidate_frames(e, workdir)
         if frames:
-            f = frames[-1]
-            where = f" (at {Path(f.filename).name}:{f.lineno}: {(f.line or '').strip()})"
+            where = f" (at {_frame_text(frames[-1])}" + (f", called at {_frame_text(frames[0])})"
+                                                          if frames[0] is not frames[-1] else ")")
     return f"{type(e).__name__}: " + "\n".join(lines) + where
+
+
+def _candidate_frames(e: BaseException, workdir: Path) -> list:
+    """The outermost and innermost of the candidate's frames along the exception and its causes. Triton's
+    interpreter raises InterpreterError at the launch and keeps the kernel's own failing line in the cause (an
+    attempt on L1 95 was told only its launch line for an atomic the interpreter refused)."""
+    chain, current = [], e
+    while current is not None and len(chain) < 8:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    frames = [f for x in chain for f in traceback.extract_tb(x.__traceback__) if f.filename.startswith(str(workdir))]
+    inner = next((f for x in reversed(chain) for f in reversed(traceback.extract_tb(x.__traceback__))
+                  if f.filename.startswith(str(workdir))), None)
+    return [frames[0], inner] if frames else []
+
+
+def _frame_text(frame) -> str:
+    return f"{Path(frame.filename).name}:{frame.lineno}: {(frame.line or '').strip()}"
 
 
 def problem_call(fn, what: str):
