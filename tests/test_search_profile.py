@@ -339,3 +339,10 @@ def test_an_fp32_prompt_with_products_says_what_tl_dot_does_and_a_cpu_prompt_nam
     assert "tl.where(row < n_rows, offs < n, False)" in with_products
     assert "tl.where(row < n_rows" not in first("matmul", True, device="NVIDIA H100 80GB HBM3")
     assert "those passed to `__init__` too" in with_products  # the second shape changes the module's sizes
+
+
+def test_a_tensor_past_2_31_elements_at_the_original_size_asks_for_64_bit_offsets():
+    huge = traced("huge_relu", batch_size=8192)  # 8192 x 393216 = 3.2e9 elements in and out
+    assert huge.largest_tensor == 8192 * 393216
+    assert "past 2^31" in huge.describe() and "tl.int64" in huge.describe()
+    assert "past 2^31" not in traced("huge_relu").describe()  # 1.6e9: 32-bit offsets reach it

@@ -14,7 +14,7 @@ from .openai_server import ScriptedServer, fenced
 from kernelsearch.cli import main
 from kernelsearch.problem import ProblemError, load_problem
 from kernelsearch.search.run_dir import RunDir
-from kernelsearch.shrink import TARGET_FRACTION, fits, half, measure, shrink, shrunk, too_large
+from kernelsearch.shrink import TARGET_FRACTION, fit_interpreter, fits, half, measure, shrink, shrunk, too_large
 from kernelsearch.verify import make_request
 
 KERNELBENCH = Path(os.environ.get("KS_KERNELBENCH_DIR", "/work/shared/kernelbench"))
@@ -192,3 +192,24 @@ def test_a_recorded_shrink_holds_on_the_cpu_only(tmp_path):
     run.record_shrink({"dim": (393216, 6144)})
     assert _sized(run, "off", "cpu", None).constants["dim"] == 6144  # a resumed CPU bench keeps its sizes
     assert _sized(run, "off", "cuda", None).constants["dim"] == 393216  # on a GPU, the original sizes are searched
+
+
+def test_auto_shrinks_a_problem_under_the_limit_to_the_same_target(tmp_path):
+    # a quarter of the interpreter's element limit: it fits, but a search would verify it at full size
+    path = tmp_path / "near.py"
+    path.write_text(HUGE.read_text().replace("batch_size = 4096", "batch_size = 8").replace("dim = 393216",
+                                                                                         "dim = 262144"))
+    problem = load_problem(path)
+    assert too_large(problem) is None and not fits(measure(problem.source), TARGET_FRACTION)
+    small, changes = fit_interpreter(problem, "auto", {})
+    assert changes and fits(measure(small.source), TARGET_FRACTION)
+    assert fit_interpreter(problem, "off", {}) == (problem, {})  # without --shrink auto: as it is
+
+
+def test_a_problem_under_the_limit_that_cannot_reach_the_target_goes_as_far_as_it_can(tmp_path):
+    # 4 x 1048576 = 4.2M elements: under the limit, over the target; only the batch may halve (to 2)
+    path = tmp_path / "fixed_dim.py"
+    path.write_text(HUGE.read_text().replace("batch_size = 4096", "batch_size = 4").replace(
+        "torch.rand(batch_size, dim)", "torch.rand(batch_size, 1048576)"))
+    changes = shrink(load_problem(path))
+    assert changes["batch_size"] == (4, 2)

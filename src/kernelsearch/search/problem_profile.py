@@ -83,6 +83,9 @@ PLAIN_REDUCTIONS = {"sum", "mean", "prod", "amax", "amin", "max", "min", "argmax
 # kernel (relay run, 2026-12-07: "read every element once" asked three times of L1 23 softmax, 393216 per row,
 # and twice of L1 40 LayerNorm, 4M per row).
 ROW_ON_CHIP_BYTES = 128 * 1024
+# Past this many elements a 32-bit offset wraps (relay run, 2026-12-07: L1 63's output has 2.1e9 elements at its
+# original size; a kernel checked at the shrunk size would pass, then write out of bounds on the GPU).
+INT32_ELEMENTS = 2 ** 31
 
 
 @dataclass
@@ -94,6 +97,7 @@ class ProblemProfile:
     bytes: int | None = None  # inputs, outputs and parameters, each moved once, in the run's dtype
     read_bytes: int | None = None  # of those, the inputs and parameters (the rest is written: the outputs)
     reductions: list[dict] = field(default_factory=list)  # {op, shape, stride, dims} of each distinct reduction
+    largest_tensor: int | None = None  # elements of the largest input, parameter, intermediate or output
     how: str = "traced"  # traced (on the meta device) | source (op names read from the source) | unknown
     note: str = ""  # why tracing failed, when it did
 
@@ -142,6 +146,10 @@ class ProblemProfile:
                          + ("; memory-bound: the bytes set the time" if self.intensity < MEMORY_BOUND_INTENSITY
                             else ""))
         lines.extend(_reduction_line(r) for r in self.reductions[:MAX_REDUCTIONS_SHOWN])
+        if self.largest_tensor and self.largest_tensor >= INT32_ELEMENTS:
+            lines.append(f"The largest tensor at the original sizes has {self.largest_tensor:,} elements, past 2^31: "
+                         f"compute element offsets in 64-bit (e.g. `pid.to(tl.int64) * BLOCK`), or they wrap "
+                         f"there; the smaller sizes checked on a CPU cannot show it")
         return "\n".join(lines)
 
     def fusion_rule(self) -> str:

@@ -27,6 +27,8 @@ def trace(source: str, dtype_name: str) -> dict:
     names: list[str] = []
     reductions: list[dict] = []
 
+    largest = [0]  # elements of the largest tensor an op makes (inputs and parameters are counted below)
+
     class NameOps(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             name = func.overloadpacket.__name__
@@ -35,7 +37,10 @@ def trace(source: str, dtype_name: str) -> dict:
                 found = reduction_of(func, args, kwargs or {}, torch.Tensor)
                 if found and found not in reductions:
                     reductions.append(found)
-            return func(*args, **(kwargs or {}))
+            made = func(*args, **(kwargs or {}))
+            largest[0] = max([largest[0], *(t.numel() for t in torch.utils._pytree.tree_leaves(made)
+                                            if isinstance(t, torch.Tensor))])
+            return made
 
     path = Path(tempfile.mkdtemp()) / "problem.py"  # a real file: some problems read their own source
     path.write_text(source)
@@ -50,8 +55,9 @@ def trace(source: str, dtype_name: str) -> dict:
             flops, moved = work_of_call(model, inputs)
     ordered = list(dict.fromkeys(names))
     read = tensor_bytes(inputs) + tensor_bytes(model.parameters())
+    given = [t.numel() for t in [*inputs, *model.parameters()] if isinstance(t, torch.Tensor)]
     return {"ops": ordered, "op_calls": len(names), "flops": flops, "bytes": moved, "read_bytes": read,
-            "reductions": reductions}
+            "reductions": reductions, "largest_tensor": max([largest[0], *given])}
 
 
 def reduction_of(func, args: tuple, kwargs: dict, tensor_type) -> dict | None:

@@ -1,0 +1,64 @@
+"""Issue #26's tables from benchmarks/real_model_sample.sh's directory (laid out as a bench's): per problem, whether
+a kernel passed, the attempts and seconds to the first correct one, what failed before it and how, the kept attempt;
+per level, the correct share and the solve rate against the time budget (from the store's timestamps, as
+`kernelsearch report` draws it). Speed comes later, from `kernelsearch retime` on a GPU.
+
+    python3 benchmarks/real_model_table.py OUT_DIR
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from kernelsearch.search.run_dir import STORE_NAME, SUMMARY_NAME  # noqa: E402
+from kernelsearch.verify.verdict import Status  # noqa: E402
+
+LEVELS = {"l1": "Level 1", "l2": "Level 2", "l3": "Level 3", "attn": "attention"}
+BUDGET_MARKS_S = (60, 120, 300, 600, 900, 1800, 3600)  # the reference's 15 minutes among them
+
+
+def attempts(run: Path) -> list[dict]:
+    store = sqlite3.connect(run / STORE_NAME)
+    store.row_factory = sqlite3.Row
+    return [dict(r) for r in store.execute("select id, lane, strategy, status, finished_s from attempts order by id")]
+
+
+def row(key: str, run: Path) -> dict:
+    rows = attempts(run)
+    summary = json.loads((run / SUMMARY_NAME).read_text()) if (run / SUMMARY_NAME).exists() else {}
+    first = next((r for r in rows if r["status"] == Status.CORRECT), None)
+    before = [r for r in rows if first is None or r["id"] < first["id"]]
+    return {"key": key, "solved": bool(summary.get("solved")), "attempts": len(rows),
+            "first": first["id"] if first else None, "first_s": first["finished_s"] if first else None,
+            "failed_before": [f"{r['id']} {r['status']}" for r in before if r["status"] != Status.CORRECT],
+            "statuses": summary.get("statuses", {}), "kept": (summary.get("best") or {}).get("attempt"),
+            "elapsed_s": summary.get("elapsed_s")}
+
+
+def main() -> int:
+    out = Path(sys.argv[1])
+    rows = [row(d.name, d) for d in sorted((out / "problems").iterdir()) if (d / STORE_NAME).exists()]
+    print("| problem | correct | attempts | first correct: attempt, s | failed before it | all statuses | kept |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        first = f"{r['first']}, {r['first_s']:.0f}" if r["first"] else "—"
+        print(f"| {r['key']} | {'yes' if r['solved'] else 'no'} | {r['attempts']} | {first} | "
+              f"{', '.join(r['failed_before']) or '—'} | {json.dumps(r['statuses'])} | {r['kept'] or '—'} |")
+    print("\n| level | problems | correct | solved within " + " | ".join(f"{s // 60} min" if s >= 60 else f"{s} s"
+                                                                   for s in BUDGET_MARKS_S) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in BUDGET_MARKS_S) + " |")
+    for prefix, name in LEVELS.items():
+        level = [r for r in rows if r["key"].split("_")[0] == prefix]
+        if level:
+            marks = [sum(1 for r in level if r["first_s"] is not None and r["first_s"] <= s) for s in BUDGET_MARKS_S]
+            print(f"| {name} | {len(level)} | {sum(r['solved'] for r in level)} | "
+                  + " | ".join(f"{m}/{len(level)}" for m in marks) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
