@@ -346,3 +346,13 @@ def test_a_tensor_past_2_31_elements_at_the_original_size_asks_for_64_bit_offset
     assert huge.largest_tensor == 8192 * 393216
     assert "past 2^31" in huge.describe() and "tl.int64" in huge.describe()
     assert "past 2^31" not in traced("huge_relu").describe()  # 1.6e9: 32-bit offsets reach it
+
+
+def test_a_prompt_asks_for_the_design_in_the_files_first_line_which_other_lanes_are_shown():
+    from kernelsearch.search.steer import design_line
+    text = build_prompt("class Model: ...", language="triton", dtype="fp32", device="H100", strict=False,
+                        strategy=strategies()["first"])
+    assert "docstring whose first line says the design" in text
+    # what the tried list shows of such a file (relay run 2026-12-07: kernel names said nothing of a GEMM removed)
+    code = '"""x @ colsum(W) + sum(b): the GEMM removed by algebra, 2 kernels"""\n\ndef colsum_kernel(): pass\n'
+    assert design_line(code) == "x @ colsum(W) + sum(b): the GEMM removed by algebra, 2 kernels"
