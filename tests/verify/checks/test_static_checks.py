@@ -269,3 +269,17 @@ def test_a_custom_op_of_its_own_namespace_is_allowed(snippet):
 def test_the_rest_of_torch_library_is_refused(snippet, expected):
     report = check_source(HEADER + snippet + MODEL)
     assert any(expected in v for v in report.violations), report.violations
+
+
+def test_the_list_of_torchs_operator_namespaces_covers_this_torch():
+    # the checks run where torch is never imported (the pool), so the list is written out: a torch that adds a
+    # namespace must add it there, or a candidate could add an operator to it. Read in a fresh process: this one
+    # may hold the operators of generated attention files.
+    import subprocess
+    import sys
+
+    from kernelsearch.verify.checks.custom_ops import TORCH_NAMESPACES
+    listed = subprocess.run([sys.executable, "-c", "import torch, torch._inductor, torch.nn.attention.flex_attention; "
+                             "print(' '.join({n.split('::')[0] for n in torch._C._dispatch_get_all_op_names()}))"],
+                            capture_output=True, text=True, timeout=300, check=True).stdout.split()
+    assert {n for n in listed if not n.startswith("_")} - TORCH_NAMESPACES == set()

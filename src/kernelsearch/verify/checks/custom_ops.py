@@ -10,23 +10,21 @@ body under themselves (worker/runtime_guards.py), so what it computes in PyTorch
 from __future__ import annotations
 
 import ast
-import functools
 import re
 
 ALLOWED_PATH = "torch.library.custom_op"
-# Libraries whose operators a problem's reference may call in the worker's baselines; torch's own namespaces are
-# read from the dispatcher (33 on torch 2.13: aten, prims, inductor, quantized, c10d, ...).
-LIBRARY_NAMESPACES = {"torchvision", "torchaudio", "torchao", "torchtext", "xformers", "flash_attn", "triton",
-                      "fbgemm", "mmcv", "apex", "transformer_engine"}
-NAME = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)::[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@functools.lru_cache(maxsize=1)
-def torch_namespaces() -> frozenset[str]:
-    """Operator namespaces registered once torch is imported (torch imported here: called only by a process that
-    has it, the checker's and the worker's)."""
-    import torch
-    return frozenset(name.split("::")[0] for name in torch._C._dispatch_get_all_op_names())
+# Namespaces torch's dispatcher holds once torch 2.13 is imported (torch._C._dispatch_get_all_op_names()), read here
+# as a list: the checks run in the pool's process, which never imports torch. A namespace starting with "_" is
+# refused too (torch's private ones), and those of libraries whose operators a reference may call in the worker.
+TORCH_NAMESPACES = frozenset({
+    "aten", "prims", "prim", "c10d", "c10d_functional", "debug_mode_ops", "debugprims", "export", "flex_lib", "fsdp",
+    "inductor", "inductor_prims", "mkl", "mkldnn", "mkldnn_prepacked", "onednn", "onnx", "onnx_symbolic", "profiler",
+    "quantization", "quantized", "rngprims", "sparse", "static_runtime", "streams", "symm_mem", "higher_order",
+    "cuda", "nccl", "tensorrt", "vulkan", "xnnpack", "metal", "mps",
+})
+LIBRARY_NAMESPACES = frozenset({"torchvision", "torchaudio", "torchao", "torchtext", "xformers", "flash_attn", "triton",
+                                "fbgemm", "mmcv", "apex", "transformer_engine"})
+NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)::[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def custom_op_violation(call: ast.Call) -> str | None:
@@ -38,7 +36,7 @@ def custom_op_violation(call: ast.Call) -> str | None:
     if not found:
         return f"torch.library.custom_op({name.value!r}): the name must be \"namespace::name\""
     namespace = found.group(1)
-    if namespace in LIBRARY_NAMESPACES or namespace in torch_namespaces():
+    if namespace.startswith("_") or namespace in TORCH_NAMESPACES | LIBRARY_NAMESPACES:
         return (f"torch.library.custom_op({name.value!r}) adds to the namespace {namespace!r}, which torch or a "
                 f"library owns: use a namespace of your own")
     return None

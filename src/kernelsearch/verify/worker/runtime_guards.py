@@ -8,7 +8,7 @@ from collections import Counter
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..checks.custom_ops import torch_namespaces
+from ..checks.custom_ops import LIBRARY_NAMESPACES, TORCH_NAMESPACES
 
 # aten ops that only allocate, view, copy or convert: launch glue a candidate may keep in PyTorch.
 GLUE_OPS = {
@@ -114,15 +114,17 @@ class _CountedExtension:
         return call
 
 
-# torch's operator namespaces, read when the worker starts, before any candidate is imported.
-TORCH_NAMESPACES = torch_namespaces()
+# Operator namespaces that are not a candidate's: torch's and the libraries' (the static rule's lists), and whatever
+# the dispatcher holds when the worker starts, before any candidate is imported.
+NOT_CANDIDATES = TORCH_NAMESPACES | LIBRARY_NAMESPACES | {name.split("::")[0]
+                                                         for name in torch._C._dispatch_get_all_op_names()}
 
 
 def candidate_op_body(func):
     """The Python body of an operator a candidate made with torch.library.custom_op, or None for torch's own."""
     from torch._library.custom_ops import OPDEFS  # a dict: qualified name -> the custom op's definition
 
-    opdef = OPDEFS.get(func._schema.name) if func.namespace not in TORCH_NAMESPACES else None
+    opdef = OPDEFS.get(func._schema.name) if func.namespace not in NOT_CANDIDATES else None
     return opdef._init_fn if opdef is not None else None
 
 
