@@ -339,6 +339,8 @@ def test_an_fp32_prompt_with_products_says_what_tl_dot_does_and_a_cpu_prompt_nam
     assert "tl.where(row < n_rows, offs < n, False)" in with_products
     assert "tl.where(row < n_rows" not in first("matmul", True, device="NVIDIA H100 80GB HBM3")
     assert "those passed to `__init__` too" in with_products  # the second shape changes the module's sizes
+    # how the candidate's parameters get the reference's values, and the mode both run in (asked by the model)
+    assert "built after the same random seed" in with_products and "training mode" in with_products
 
 
 def test_a_tensor_past_2_31_elements_at_the_original_size_asks_for_64_bit_offsets():
