@@ -1,0 +1,207 @@
+import torch
+import torch.nn as nn
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def split_tf32_kernel(src_ptr, hi_ptr, lo_ptr, n_elem, BLOCK: tl.constexpr):
+    # hi = src with the low 13 mantissa bits cleared (exact TF32 value), lo = src - hi (exact)
+    pid = tl.program_id(0)
+    offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n_elem
+    v = tl.load(src_ptr + offs, mask=mask, other=0.0)
+    hi = (v.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+    lo = v - hi
+    tl.store(hi_ptr + offs, hi, mask=mask)
+    tl.store(lo_ptr + offs, lo, mask=mask)
+
+
+@triton.jit
+def gemm3_swish_bias_gn_kernel(
+    xh_ptr, xl_ptr, wh_ptr, wl_ptr, b_lin_ptr, b_extra_ptr, gamma_ptr, beta_ptr, y_ptr,
+    M, N, K, eps,
+    stride_xm, stride_wn, stride_ym,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr, CPG: tl.constexpr, FUSE_GN: tl.constexpr,
+    EVEN_M: tl.constexpr, EVEN_N: tl.constexpr, EVEN_K: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
+    pid_in_group = pid % num_pid_in_group
+    pid_m = first_pid_m + (pid_in_group % group_size_m)
+    pid_n = pid_in_group // group_size_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    m_ok = offs_m < M
+    n_ok = offs_n < N
+
+    a_off = offs_m[:, None].to(tl.int64) * stride_xm + offs_k[None, :]     # [BM, BK]
+    b_off = offs_n[None, :].to(tl.int64) * stride_wn + offs_k[:, None]     # [BK, BN] (W^T view)
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        if EVEN_M and EVEN_N and EVEN_K:
+            a_hi = tl.load(xh_ptr + a_off)
+            a_lo = tl.load(xl_ptr + a_off)
+            b_hi = tl.load(wh_ptr + b_off)
+            b_lo = tl.load(wl_ptr + b_off)
+        else:
+            k_ok = (k0 + offs_k) < K
+            a_mask = m_ok[:, None] & k_ok[None, :]
+            b_mask = k_ok[:, None] & n_ok[None, :]
+            a_hi = tl.load(xh_ptr + a_off, mask=a_mask, other=0.0)
+            a_lo = tl.load(xl_ptr + a_off, mask=a_mask, other=0.0)
+            b_hi = tl.load(wh_ptr + b_off, mask=b_mask, other=0.0)
+            b_lo = tl.load(wl_ptr + b_off, mask=b_mask, other=0.0)
+        # operands are exact TF32 values: each product is exact, accumulation is fp32
+        acc = tl.dot(a_lo, b_hi, acc, input_precision="tf32")
+        acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
+        acc = tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+        a_off += BLOCK_K
+        b_off += BLOCK_K
+
+    if EVEN_N:
+        b_lin = tl.load(b_lin_ptr + offs_n)
+        b_ext = tl.load(b_extra_ptr + offs_n)
+    else:
+        b_lin = tl.load(b_lin_ptr + offs_n, mask=n_ok, other=0.0)
+        b_ext = tl.load(b_extra_ptr + offs_n, mask=n_ok, other=0.0)
+    v = acc + b_lin[None, :]
+    v = v / (1.0 + tl.exp(-v))              # Swish: v * sigmoid(v)
+    v = v + b_ext[None, :]
+
+    if FUSE_GN:
+        NG: tl.constexpr = BLOCK_N // CPG
+        v3 = tl.reshape(v, (BLOCK_M, NG, CPG))
+        mean = tl.sum(v3, axis=2) / CPG
+        d3 = v3 - mean[:, :, None]
+        var = tl.sum(d3 * d3, axis=2) / CPG
+        rstd = 1.0 / tl.sqrt(var + eps)
+        v = tl.reshape(d3 * rstd[:, :, None], (BLOCK_M, BLOCK_N))
+        if EVEN_N:
+            gamma = tl.load(gamma_ptr + offs_n)
+            beta = tl.load(beta_ptr + offs_n)
+        else:
+            gamma = tl.load(gamma_ptr + offs_n, mask=n_ok, other=1.0)
+            beta = tl.load(beta_ptr + offs_n, mask=n_ok, other=0.0)
+        v = v * gamma[None, :] + beta[None, :]
+
+    y_ptrs = y_ptr + offs_m[:, None].to(tl.int64) * stride_ym + offs_n[None, :]
+    if EVEN_M and EVEN_N:
+        tl.store(y_ptrs, v)
+    else:
+        tl.store(y_ptrs, v, mask=m_ok[:, None] & n_ok[None, :])
+
+
+@triton.jit
+def group_norm_rows_kernel(
+    y_ptr, gamma_ptr, beta_ptr, out_ptr,
+    M, N, CPG, eps,
+    stride_ym, stride_om,
+    ROWS: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    pid_r = tl.program_id(0)
+    g = tl.program_id(1)
+    rows = pid_r * ROWS + tl.arange(0, ROWS)
+    cidx = tl.arange(0, BLOCK_C)
+    cols = g * CPG + cidx
+    r_ok = rows < M
+    c_ok = cidx < CPG
+    mask = r_ok[:, None] & c_ok[None, :]
+    ptrs = y_ptr + rows[:, None].to(tl.int64) * stride_ym + cols[None, :]
+    v = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+    mean = tl.sum(v, axis=1) / CPG
+    d = tl.where(mask, v - mean[:, None], 0.0)
+    var = tl.sum(d * d, axis=1) / CPG
+    rstd = 1.0 / tl.sqrt(var + eps)
+    gamma = tl.load(gamma_ptr + cols, mask=c_ok, other=1.0)
+    beta = tl.load(beta_ptr + cols, mask=c_ok, other=0.0)
+    out = d * rstd[:, None] * gamma[None, :] + beta[None, :]
+    o_ptrs = out_ptr + rows[:, None].to(tl.int64) * stride_om + cols[None, :]
+    tl.store(o_ptrs, out, mask=mask)
+
+
+def _split_tf32(t):
+    t = t.contiguous()
+    hi = torch.empty_like(t)
+    lo = torch.empty_like(t)
+    n = t.numel()
+    BLOCK = 4096
+    split_tf32_kernel[(triton.cdiv(n, BLOCK),)](t, hi, lo, n, BLOCK=BLOCK, num_warps=8)
+    return hi, lo
+
+
+class ModelNew(nn.Module):
+    def __init__(self, in_features, out_features, num_groups, bias_shape):
+        super(ModelNew, self).__init__()
+        self.matmul = nn.Linear(in_features, out_features)
+        self.bias = nn.Parameter(torch.randn(bias_shape))
+        self.group_norm = nn.GroupNorm(num_groups, out_features)
+
+    def forward(self, x):
+        x = x.contiguous()
+        M, K = x.shape
+        w = self.matmul.weight.contiguous()
+        N = w.shape[0]
+        b_lin = self.matmul.bias.contiguous()
+        b_ext = self.bias.reshape(-1).contiguous()
+        gamma = self.group_norm.weight.contiguous()
+        beta = self.group_norm.bias.contiguous()
+        G = self.group_norm.num_groups
+        CPG = N // G
+        eps = float(self.group_norm.eps)
+
+        # per-call operand split (depends only on this call's x and W)
+        xh, xl = _split_tf32(x)
+        wh, wl = _split_tf32(w)
+
+        cpg_pow2 = (CPG & (CPG - 1)) == 0
+        fuse = cpg_pow2 and CPG <= 256
+
+        BLOCK_M = min(128, max(16, triton.next_power_of_2(M)))
+        BLOCK_K = min(32, max(16, triton.next_power_of_2(K)))
+        if fuse:
+            BLOCK_N = max(min(128, max(16, triton.next_power_of_2(N))), CPG)
+        else:
+            BLOCK_N = min(128, max(16, triton.next_power_of_2(N)))
+        if BLOCK_N > 128:
+            BLOCK_M = min(BLOCK_M, 64)
+        num_warps = 8 if BLOCK_M * BLOCK_N >= 128 * 128 else 4
+        EVEN_M = (M % BLOCK_M) == 0
+        EVEN_N = (N % BLOCK_N) == 0
+        EVEN_K = (K % BLOCK_K) == 0
+
+        y = torch.empty((M, N), device=x.device, dtype=torch.float32)
+        grid = (triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N),)
+        gemm3_swish_bias_gn_kernel[grid](
+            xh, xl, wh, wl, b_lin, b_ext, gamma, beta, y,
+            M, N, K, eps,
+            xh.stride(0), wh.stride(0), y.stride(0),
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+            GROUP_M=8, CPG=(CPG if fuse else 1), FUSE_GN=fuse,
+            EVEN_M=EVEN_M, EVEN_N=EVEN_N, EVEN_K=EVEN_K,
+            num_warps=num_warps, num_stages=3,
+        )
+        if fuse:
+            return y
+
+        out = torch.empty_like(y)
+        BLOCK_C = max(triton.next_power_of_2(CPG), 2)
+        ROWS = max(1, min(64, 4096 // BLOCK_C))
+        ROWS = min(ROWS, max(1, triton.next_power_of_2(M)))
+        grid2 = (triton.cdiv(M, ROWS), G)
+        group_norm_rows_kernel[grid2](
+            y, gamma, beta, out,
+            M, N, CPG, eps,
+            y.stride(0), out.stride(0),
+            ROWS=ROWS, BLOCK_C=BLOCK_C, num_warps=4,
+        )
+        return out

@@ -1,0 +1,90 @@
+import torch
+import torch.nn as nn
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _gemm_bias_relu_kernel(
+    a_ptr, w_ptr, bias_ptr, c_ptr,
+    M, N, K,
+    stride_am, stride_ak,
+    stride_wn, stride_wk,
+    stride_cm, stride_cn,
+    EVEN_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    rm = offs_m % M
+    rn = offs_n % N
+
+    a_ptrs = a_ptr + rm[:, None].to(tl.int64) * stride_am + offs_k[None, :] * stride_ak
+    b_ptrs = w_ptr + rn[None, :].to(tl.int64) * stride_wn + offs_k[:, None] * stride_wk
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        if EVEN_K:
+            a = tl.load(a_ptrs)
+            b = tl.load(b_ptrs)
+        else:
+            k_rem = K - k0
+            a = tl.load(a_ptrs, mask=offs_k[None, :] < k_rem, other=0.0)
+            b = tl.load(b_ptrs, mask=offs_k[:, None] < k_rem, other=0.0)
+        acc = tl.dot(a, b, acc, input_precision="tf32x3")
+        a_ptrs += BLOCK_K * stride_ak
+        b_ptrs += BLOCK_K * stride_wk
+
+    # fused epilogue: + bias, ReLU
+    n_mask = offs_n < N
+    bias = tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)
+    acc = acc + bias[None, :]
+    acc = tl.maximum(acc, 0.0)
+
+    c_ptrs = c_ptr + offs_m[:, None].to(tl.int64) * stride_cm + offs_n[None, :] * stride_cn
+    c_mask = (offs_m[:, None] < M) & n_mask[None, :]
+    tl.store(c_ptrs, acc, mask=c_mask)
+
+
+class ModelNew(nn.Module):
+    def __init__(self, in_features, out_features, bias_shape):
+        super(ModelNew, self).__init__()
+        self.gemm = nn.Linear(in_features, out_features, bias=False)
+        self.bias = nn.Parameter(torch.randn(bias_shape))
+
+    def forward(self, x):
+        orig_shape = x.shape
+        a = x.reshape(-1, orig_shape[-1])
+        w = self.gemm.weight
+        bias = self.bias.reshape(-1)
+        M, K = a.shape
+        N = w.shape[0]
+        out = torch.empty((M, N), device=x.device, dtype=x.dtype)
+
+        BLOCK_M, BLOCK_N, BLOCK_K = 128, 128, 32
+        GROUP_M = 8
+        grid = (triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N),)
+        _gemm_bias_relu_kernel[grid](
+            a, w, bias, out,
+            M, N, K,
+            a.stride(0), a.stride(1),
+            w.stride(0), w.stride(1),
+            out.stride(0), out.stride(1),
+            EVEN_K=(K % BLOCK_K == 0),
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+            GROUP_M=GROUP_M,
+            num_warps=8, num_stages=3,
+        )
+        return out.reshape(*orig_shape[:-1], N)
