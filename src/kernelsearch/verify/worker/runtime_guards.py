@@ -6,6 +6,7 @@ import time
 from collections import Counter
 
 import torch
+from torch._library.custom_ops import OPDEFS  # a dict: qualified name -> a custom op's definition
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..checks.custom_ops import LIBRARY_NAMESPACES, TORCH_NAMESPACES
@@ -122,17 +123,14 @@ NOT_CANDIDATES = TORCH_NAMESPACES | LIBRARY_NAMESPACES | {name.split("::")[0]
 
 def candidate_op_body(func):
     """The Python body of an operator a candidate made with torch.library.custom_op, or None for torch's own."""
-    from torch._library.custom_ops import OPDEFS  # a dict: qualified name -> the custom op's definition
-
     opdef = OPDEFS.get(func._schema.name) if func.namespace not in NOT_CANDIDATES else None
     return opdef._init_fn if opdef is not None else None
 
 
-def dispatch_seen(mode: TorchDispatchMode, func, args, kwargs):
+def dispatch_seen(mode: TorchDispatchMode, func, args, kwargs, body):
     """Run `func` for a dispatch mode. A candidate's own operator reaches the mode as one call, and the mode is off
     while it handles a call, so the ops of the operator's body would pass unseen (torch.matmul inside one was
     missing from "PyTorch still computes", and its empty_like was never poisoned): run that body under the mode."""
-    body = candidate_op_body(func)
     if body is None:
         return func(*args, **(kwargs or {}))
     with mode:
@@ -150,9 +148,10 @@ class OpRecorder(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         # Inside a Triton launch the interpreter's own copies are not the candidate's. Inside a load_inline
         # function they are: at::matmul called from C++ is still PyTorch doing the work.
-        if self.counter.depth == 0 and candidate_op_body(func) is None:  # its body's ops are counted instead
+        body = candidate_op_body(func)
+        if self.counter.depth == 0 and body is None:  # a candidate operator's body's ops are counted instead
             self.ops[func.overloadpacket.__name__] += 1
-        return dispatch_seen(self, func, args, kwargs)
+        return dispatch_seen(self, func, args, kwargs, body)
 
     def compute_ops(self) -> list[str]:
         """aten ops that do arithmetic rather than glue, by name (in-place forms folded into their op)."""
@@ -170,7 +169,7 @@ class FreshAllocationsPoisoned(TorchDispatchMode):
     UNINITIALIZED = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        made = dispatch_seen(self, func, args, kwargs)
+        made = dispatch_seen(self, func, args, kwargs, candidate_op_body(func))
         if func.overloadpacket.__name__ in self.UNINITIALIZED and isinstance(made, torch.Tensor) and made.numel():
             made.untyped_storage().fill_(255)
         return made
