@@ -43,6 +43,10 @@ def main() -> int:
     parser.add_argument("--no-autotune", action="store_true", help="skip Flex max-autotune")
     parser.add_argument("--tune", action="store_true", help="tune our block sizes per shape first (slow)")
     parser.add_argument("--configs", help="attention_configs.json from an earlier --tune")
+    parser.add_argument("--tune-backward", action="store_true",
+                        help="tune only the backward's block sizes per shape first (the forward's from --configs)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also the GPU time of each kernel of the default call's forward+backward")
     parser.add_argument("--smoke", action="store_true", help="CPU interpreter, TEST_SHAPES, no Flex/SDPA")
     args = parser.parse_args()
     start = time.monotonic()
@@ -86,6 +90,12 @@ def main() -> int:
         tuned = configs.get(name, {})
         path = out_dir / "kernels" / f"{name}_attention.py"
         path.write_text(generate(spec, tuned.get("forward"), tuned.get("backward")).source)
+        if args.tune_backward:
+            from kernelsearch.attention.tune import tune_backward
+            backward = {**tuned.get("backward", {}), **tune_backward(spec, path, lambda line: print(line, flush=True))}
+            configs[name] = tuned = {**tuned, "backward": backward}
+            (out_dir / "attention_configs.json").write_text(json.dumps(configs, indent=1, sort_keys=True))
+            path.write_text(generate(spec, tuned.get("forward"), backward).source)
         modules[name] = load_kernel_module(path)
         cases += [(name, shape) for shape in spec.shapes]
     # The goal's headline shape (issue #14: S=4096, D=128) of every example first, then the others as time allows.
@@ -97,6 +107,10 @@ def main() -> int:
         print(f"== {name} {shape.label()} ({time.monotonic() - start:.0f} s)", flush=True)
         row = bench_shape(specs[name], modules[name], shape, flex, device=device)
         row["check"] = verdict(row, shape.dtype)
+        if args.profile:
+            row["profile_default_fwdbwd"] = profile_default(specs[name], modules[name], shape)
+            print("  GPU ms per kernel (default call, forward+backward): " + ", ".join(
+                f"{kernel} {ms:.3f}" for kernel, ms in row["profile_default_fwdbwd"].items()), flush=True)
         rows.append(row)
         (out_dir / "attention_bench.json").write_text(json.dumps(rows, indent=1))  # kept if the call is cut
         if device == "cuda":
@@ -123,6 +137,30 @@ def main() -> int:
     failed = [f"{r['spec']} {r['shape']}" for r in rows if r["check"] != "ok"]
     print(f"done in {time.monotonic() - start:.0f} s; checks failed: {failed or 'none'}", flush=True)
     return 1 if failed else 0
+
+
+def profile_default(spec, module, shape, steps: int = 5) -> dict:
+    """GPU ms per step of each kernel in the default call's forward+backward (`attention(q, k, v)`, indexes kept
+    by the module), the torch profiler's CUDA time averaged over `steps` steps, the largest first."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from kernelsearch.attention.kernel_module import gpu_captures, make_inputs
+    q, k, v = (t.requires_grad_(True) for t in make_inputs(shape, "cuda"))
+    captures = gpu_captures(spec, module, shape)
+    grad_out = torch.randn_like(q)
+    module.attention(q, k, v, **captures).backward(grad_out)  # built and cached, as from a training step's second
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            module.attention(q, k, v, **captures).backward(grad_out)
+        torch.cuda.synchronize()
+    per_kernel = {}
+    for event in prof.key_averages():
+        cuda_us = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0)
+        if cuda_us and event.key != "ProfilerStep*":
+            per_kernel[event.key[:60]] = per_kernel.get(event.key[:60], 0.0) + cuda_us / 1e3 / steps
+    return dict(sorted(per_kernel.items(), key=lambda item: -item[1])[:8])
 
 
 def verdict(row: dict, dtype: str) -> str:

@@ -6,6 +6,9 @@
 #   bash benchmarks/gpu_sweep.sh 2   every Level 2 problem untimed; the CUDA-build batch; the kernels' repeat pairs at
 #                                    both sizes; a timed sample; two workers on one GPU
 #   bash benchmarks/gpu_sweep.sh 3   a short call: problems a change touched, small repeats, a timed sample
+#   bash benchmarks/gpu_sweep.sh 4   call 2 without what earlier calls judged (Level 2 untimed, the CUDA batch, the
+#                                    small repeats): every 10th problem untimed (a regression slice), the repeat
+#                                    pairs at KernelBench's sizes, a timed sample with L3 26_ShuffleNet, two workers
 # (1 and 2 together judge all 250 problems: about 2.2 s a problem on the H100, 550 s in all, too long for one call)
 # (device tool, repository root, carry ["kb", ".bwrap"]: KernelBench's levels 1-3 and Debian's bwrap with its
 # libraries; RESULTS.md says how to make both). Results under $OUT; the tables: python3 benchmarks/sweep_table.py DIR
@@ -30,7 +33,7 @@ case "${1:-1}" in
     python3 benchmarks/gpu_sweep.py untimed --levels 1,3 --deadline-s "$(left)" --out "$OUT" > "$OUT/sweep.log" 2>&1
     ;;
 2)  # every Level 2 problem, the builds, the repeat pairs, a timed sample, two workers
-    python3 benchmarks/gpu_sweep.py untimed,cuda,repeat --levels 2 --sizes both --seconds untimed=200 --seconds cuda=100 \
+    python3 benchmarks/gpu_sweep.py untimed,cuda,repeat --levels 2 --sizes kernelbench,small --seconds untimed=200 --seconds cuda=100 \
         --deadline-s "$(( $(left) - 150 ))" --out "$OUT" > "$OUT/sweep.log" 2>&1
     python3 benchmarks/gpu_sweep.py timed --every 20 --deadline-s "$(( $(left) - 60 ))" --out "$OUT" \
         >> "$OUT/sweep.log" 2>&1
@@ -41,6 +44,13 @@ case "${1:-1}" in
         --seconds repeat=150 --out "$OUT" > "$OUT/sweep.log" 2>&1
     python3 benchmarks/gpu_sweep.py timed --every 25 --deadline-s 90 --out "$OUT" >> "$OUT/sweep.log" 2>&1
     python3 benchmarks/gpu_sweep.py share --share-problems 5 --deadline-s 40 --out "$OUT" >> "$OUT/sweep.log" 2>&1
+    ;;
+4)  # the rest of 2, with a regression slice of every level
+    python3 benchmarks/gpu_sweep.py untimed,repeat --every 10 --sizes kernelbench --seconds untimed=70 --seconds repeat=200 \
+        --deadline-s "$(( $(left) - 170 ))" --out "$OUT" > "$OUT/sweep.log" 2>&1
+    python3 benchmarks/gpu_sweep.py timed --every 20 --also 3:26 --deadline-s "$(( $(left) - 60 ))" --out "$OUT" \
+        >> "$OUT/sweep.log" 2>&1
+    python3 benchmarks/gpu_sweep.py share --share-problems 5 --deadline-s 50 --out "$OUT" >> "$OUT/sweep.log" 2>&1
     ;;
 esac
 grep -E "deadline|Traceback|Error" "$OUT/sweep.log" | tail -5

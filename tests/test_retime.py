@@ -106,6 +106,39 @@ def test_a_bench_is_retimed_problem_by_problem_with_its_settings(tmp_path):
     assert target.variant_names == {"dim"}
 
 
+def test_a_folder_of_solve_runs_is_retimed_as_a_bench_each_with_its_own_settings(tmp_path):
+    # benchmarks/real_model_sample.sh lays its solve runs out as a bench's problems, with no bench.json
+    folder = RunDir(tmp_path / "sample")
+    for key, trials in (("l1_a", 3), ("l1_b", 7)):
+        run = RunDir(folder.problem(key).path)
+        run.save_settings(Settings(str(PROBLEM), {}, SolveConfig(trials=trials, dtype="fp16", seed=5),
+                                   ModelConfig(model="m"), {}, ["dim"]))
+        run.open_store().close()
+    found = targets(folder)
+    assert [(t.name, t.options["trials"], t.options["dtype"], t.seed) for t in found] == [
+        ("l1_a", 3, "fp16", 5), ("l1_b", 7, "fp16", 5)]
+    assert found[0].variant_names == {"dim"} and found[0].run.path == folder.problem("l1_a").path
+
+
+def test_retime_takes_the_workers_per_gpu_of_solve_and_bench(tmp_path, monkeypatch, capsys):
+    from kernelsearch import run_dir_commands
+    run = make_run(tmp_path, [FAST])
+    opened = []
+
+    def no_pool(config, ray):  # what retime asks of the pool, then no GPU work
+        opened.append(config)
+        raise RuntimeError("stopped here by the test")
+
+    monkeypatch.setattr(run_dir_commands, "resolve_device", lambda device: "cuda")
+    monkeypatch.setattr(run_dir_commands, "open_pool", no_pool)
+    with pytest.raises(SystemExit) as stopped:
+        main(["retime", str(run.path), "--workers-per-gpu", "2"])
+    assert stopped.value.code == 2 and opened[0].workers_per_gpu == 2
+    with pytest.raises(SystemExit) as refused:
+        main(["retime", str(run.path), "--workers-per-gpu", "0"])
+    assert refused.value.code == 2 and "--workers-per-gpu" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(ON_GPU, reason="on a GPU the real timer runs")
 def test_targets_are_retimed_at_once_over_the_pools_workers_and_answered_in_order(tmp_path, pool):
     runs = [make_run(tmp_path / name, candidates) for name, candidates in (("a", [SLOW, FAST]), ("b", [FAST]))]

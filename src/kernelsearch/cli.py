@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="where to time (default auto; timing needs cuda)")
     retime.add_argument("--sizes", default="original", choices=["original", "searched"],
                         help="original: the problem file's own sizes; searched: with the run's --set and --shrink")
+    add_workers_option(retime)
     add_ray_option(retime)
 
     mcp = commands.add_parser("mcp", help="serve the verifier and the attention generator to coding agents over the "
@@ -166,9 +167,7 @@ def add_search_options(p) -> None:
     add_tolerance_options(p, from_config=True)
     add_rules_option(p, from_config=True)
     p.add_argument("--device", choices=["auto", "cuda", "cpu"])
-    p.add_argument("--workers-per-gpu", type=at_least_one, default=WORKERS_PER_GPU, metavar="N",
-                   help="verifier workers sharing each GPU: a job runs beside the others where its problem fits a "
-                   "share of the GPU's memory, and is timed alone (docs/verifier.md, Throughput)")
+    add_workers_option(p)
     p.add_argument("--strict", action="store_true", default=None, help="reject kernels that keep compute in PyTorch")
     p.add_argument("--max-attempts", type=at_least_one, help="stop after this many model attempts")
     p.add_argument("--shrink", choices=["off", "auto"], help="auto: on the CPU, scale the size constants of a "
@@ -194,6 +193,13 @@ def _show_search_defaults(p) -> None:
             value = defaults[action.dest]
             shown = value if value not in (None, False) else "no limit" if action.dest.startswith("max_") else "off"
             action.help = f"{action.help or ''} (default {shown})".strip()
+
+
+def add_workers_option(p: argparse.ArgumentParser) -> None:
+    """--workers-per-gpu for solve, bench and retime."""
+    p.add_argument("--workers-per-gpu", type=at_least_one, default=WORKERS_PER_GPU, metavar="N",
+                   help="verifier workers sharing each GPU: a job runs beside the others where its problem fits a "
+                   "share of the GPU's memory, and is timed alone (docs/verifier.md, Throughput)")
 
 
 def add_ray_option(p) -> None:

@@ -82,7 +82,7 @@ def run_retime(args) -> int:
             raise RunDirError("re-timing needs a GPU: without one nothing is timed, so there is nothing to rank "
                               "(run it where torch sees a CUDA device" + (", or on a Ray cluster with GPUs)"
                                                                            if args.ray else ")"))
-        pool = open_pool(PoolConfig(device=device), args.ray)
+        pool = open_pool(PoolConfig(device=device, workers_per_gpu=args.workers_per_gpu), args.ray)
     except (RunDirError, StoreError, ProblemError, OSError, ValueError, RuntimeError) as e:
         # ValueError also scale.cluster.ClusterError (no Ray, no cluster there); RuntimeError: no actor started
         print(f"kernelsearch: error: {e}", file=sys.stderr)

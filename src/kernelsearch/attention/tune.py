@@ -72,11 +72,34 @@ def _tune_shape(spec, module, shape, loads, backward, forward, backward_configs,
         configs = [forward[key]] + persistent
         forward[key] = _fastest(configs, forward_at, timings, f"{key}-persistent", progress)
     if backward:
-        configs = [{"BLOCK_M1": m1, "BLOCK_N1": n1, "BLOCK_M2": m2, "BLOCK_N2": n2, "num_warps": w,
-                    "num_stages": s, **how} for m1, n1, m2, n2, w, s in BACKWARD_CANDIDATES for how in loads]
-        backward_configs[key] = _fastest(
-            configs, lambda c: backward_call(module, q, k, v, forward[key], c, captures), timings,
-            f"{key}-backward", progress)
+        backward_configs[key] = _fastest_backward(module, q, k, v, forward[key], captures, loads, timings, key,
+                                                  progress)
+
+
+def tune_backward(spec: AttentionSpec, path: Path, progress=print) -> dict:
+    """The backward's configs alone, keyed by config_key for every shape of the spec, for the kernel file at `path`
+    (its forward as it was generated: the saved forward the backward starts from)."""
+    import torch
+
+    module = load_kernel_module(path)
+    hopper = torch.cuda.get_device_capability()[0] >= 9
+    loads = LOADS if module.HAS_TENSOR_DESCRIPTORS and hopper else LOADS[:1]
+    found, timings = {}, {}
+    for shape in spec.shapes:
+        q, k, v = make_inputs(shape, "cuda")
+        key = module.config_key(shape.q_len, shape.kv_len, shape.head_dim, q.dtype)
+        captures = gpu_captures(spec, module, shape)
+        found[key] = _fastest_backward(module, q, k, v, None, captures, loads, timings, key, progress)
+        del q, k, v
+        torch.cuda.empty_cache()
+    return {k: v for k, v in found.items() if v}
+
+
+def _fastest_backward(module, q, k, v, forward_config, captures, loads, timings, key, progress):
+    configs = [{"BLOCK_M1": m1, "BLOCK_N1": n1, "BLOCK_M2": m2, "BLOCK_N2": n2, "num_warps": w, "num_stages": s,
+                **how} for m1, n1, m2, n2, w, s in BACKWARD_CANDIDATES for how in loads]
+    return _fastest(configs, lambda c: backward_call(module, q, k, v, forward_config, c, captures), timings,
+                    f"{key}-backward", progress)
 
 
 def forward_call(module, q, k, v, config, captures):

@@ -34,14 +34,10 @@ class Target:
 
 
 def targets(run: RunDir, sizes: str = "original") -> list[Target]:
-    """A solve run's one search, or each searched problem of a bench."""
+    """A solve run's one search, or each searched problem of a bench (a folder of solve runs under problems/, as
+    benchmarks/real_model_sample.sh lays them out, is re-timed as such a bench: each run with its own settings)."""
     if run.holds_search():
-        settings = run.load_settings()
-        overrides = settings.searched_overrides() if sizes == "searched" else {}
-        problem = load_problem(settings.problem, overrides)
-        s = settings.search
-        options = {"dtype": s.dtype, "strict": s.strict, "trials": s.trials, **s.judging()}
-        return [Target(run, problem.name, problem, options, settings.variants(), s.seed)]
+        return [_solve_target(run, sizes)]
     found_under = _search_settings(run.path)  # per problem: dtype, strictness, tolerance, second-shape sizes
     search = load_bench(run.path)["search"] if run.bench.is_file() else {}
     found = []
@@ -49,12 +45,26 @@ def targets(run: RunDir, sizes: str = "original") -> list[Target]:
         if not (d.holds_search() and d.problem_file.is_file()):
             continue
         key = d.path.name
+        if not run.bench.is_file() and "search" in d.read_config():  # a folder of solve runs: each its own
+            found.append(_solve_target(d, sizes, name=key))
+            continue
         options = {"trials": search.get("trials", 5), **found_under.get(key, {})}
         names = options.pop("variant_names", None)
         problem = load_problem(d.problem_file, as_overrides(d.shrink()) if sizes == "searched" else None)
         problem.name = key
         found.append(Target(d, key, problem, options, set(names) if names else None, search.get("seed", 42)))
     return found
+
+
+def _solve_target(run: RunDir, sizes: str, name: str | None = None) -> Target:
+    settings = run.load_settings()
+    overrides = settings.searched_overrides() if sizes == "searched" else {}
+    problem = load_problem(settings.problem, overrides)
+    if name:
+        problem.name = name
+    s = settings.search
+    options = {"dtype": s.dtype, "strict": s.strict, "trials": s.trials, **s.judging()}
+    return Target(run, problem.name, problem, options, settings.variants(), s.seed)
 
 
 def retime(target: Target, verify: Callable[[VerifyRequest], Verdict], sizes: str = "original",
