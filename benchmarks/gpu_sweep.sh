@@ -22,7 +22,7 @@ python3 -c "import torch, triton, sys; print('python', sys.version.split()[0], '
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv,noheader || true
 python3 -c "from kernelsearch.verify.containment.sandbox import bubblewrap_problem as p; print('bubblewrap:', p() or 'usable')"
 began=$(date +%s)
-left() { echo $((530 - $(date +%s) + began)); }
+left() { echo $((${BUDGET_S:-530} - $(date +%s) + began)); }  # BUDGET_S: the call's seconds
 case "${1:-1}" in
 1)  # hacks caught on the GPU first, then every Level 1 and Level 3 problem
     XDIST=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4")
