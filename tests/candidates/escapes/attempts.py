@@ -80,6 +80,10 @@ def compiler_with_preload():
     return subprocess.run(["g++", "--version"], env=env, capture_output=True).returncode
 
 
+def nvidia_smi_changing_a_gpu():
+    return subprocess.run(["nvidia-smi", "-pm", "1"]).returncode
+
+
 def link_named_gcc_to_a_shell():
     link = os.path.join(HERE, "gcc")
     os.symlink("/bin/sh", link)
@@ -244,7 +248,7 @@ def other_threads_frames():
 
 ATTEMPTS = {f.__name__: f for f in [
     shell_command, subprocess_shell, popen_through_importlib, fork_exec_directly, fresh_posixsubprocess,
-    posix_spawn, fork, compiler_wrapper, compiler_with_preload, link_named_gcc_to_a_shell,
+    posix_spawn, fork, compiler_wrapper, compiler_with_preload, nvidia_smi_changing_a_gpu, link_named_gcc_to_a_shell,
     ninja_running_its_own_rule, ninja_flags_with_shell_syntax, load_inline_flag_injection, signal_the_parent,
     ctypes_libc_system,
     ctypes_python_api, subinterpreter, second_audit_hook, trace_hook, loader_variable, connect_to_loopback,
@@ -331,6 +335,15 @@ def the_toolchain():
     return version.returncode == 0 and "libc.so" in libs.stdout
 
 
+def nvidia_smi_query():
+    """torch.compile's Inductor asks nvidia-smi what the GPU is: allowed (where there is none, nothing runs)."""
+    try:
+        subprocess.run(["nvidia-smi", "-L"], capture_output=True)
+    except FileNotFoundError:
+        pass
+    return True
+
+
 def load_inline_cpp():
     """torch writes build.ninja, runs ninja, ninja runs c++ through /bin/sh: the path of every CUDA candidate."""
     from torch.utils.cpp_extension import load_inline
@@ -340,5 +353,6 @@ def load_inline_cpp():
 
 LEGIT = {f.__name__: f for f in [
     triton_kernel_in_the_interpreter, torch_ops, files_in_the_worker_directory, warnings_and_logging,
-    tracebacks_as_text, classes_made_by_the_standard_library, imports_and_source, the_toolchain, load_inline_cpp,
+    tracebacks_as_text, classes_made_by_the_standard_library, imports_and_source, the_toolchain, nvidia_smi_query,
+    load_inline_cpp,
 ]}

@@ -96,6 +96,7 @@ REFUSED_AT = {
     "shell_command": "os.system", "subprocess_shell": "subprocess.Popen", "popen_through_importlib": "subprocess.Popen",
     "fork_exec_directly": "kernelsearch.fork_exec", "fresh_posixsubprocess": "import", "posix_spawn": "os.posix_spawn",
     "fork": "os.fork", "compiler_wrapper": "subprocess.Popen", "compiler_with_preload": "subprocess.Popen",
+    "nvidia_smi_changing_a_gpu": "subprocess.Popen",
     "link_named_gcc_to_a_shell": "subprocess.Popen", "ninja_running_its_own_rule": "subprocess.Popen",
     "ninja_flags_with_shell_syntax": "subprocess.Popen", "load_inline_flag_injection": "subprocess.Popen",
     "signal_the_parent": "os.kill",

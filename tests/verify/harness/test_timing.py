@@ -108,3 +108,20 @@ def test_a_time_under_the_floor_is_suspicious_and_above_it_only_noted():
     assert slow.entry["floor_ms"] == pytest.approx(1.0) and "50.0% of the roofline" in slow.entry["note"]
     # no peaks known: nothing to say
     assert judge_floor("Some Future GPU", "fp32", median=2.0, flops=0.0, bytes_moved=int(1.1e9), measured=None) is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_the_marker_names_the_stream_calls_run_on_and_not_a_side_stream():
+    from kernelsearch.verify.harness.gpu_kernels import current_stream_id, kernel_times
+
+    x = torch.rand(1 << 16, device="cuda")
+    side = torch.cuda.Stream()
+
+    def on_a_side_stream(v):
+        with torch.cuda.stream(side):
+            return v * 3
+
+    current = current_stream_id()
+    assert current is not None
+    assert kernel_times(lambda v: v * 2, [x])[1] == {current}  # the same id in another profiling session
+    assert current not in kernel_times(on_a_side_stream, [x])[1]

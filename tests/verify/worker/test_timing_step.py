@@ -54,6 +54,7 @@ def stand_ins(monkeypatch):
 
     monkeypatch.setattr(timing_step, "time_interleaved", time_interleaved)
     monkeypatch.setattr(timing_step, "kernel_times", kernel_times)
+    monkeypatch.setattr(timing_step, "current_stream_id", lambda: 7)
     peaks = {"bandwidth": 1e6, "flops": 1e12}
     monkeypatch.setattr(timing_step, "measured_peaks", lambda: peaks)
     return SimpleNamespace(streams=streams, peaks=peaks)
@@ -83,6 +84,24 @@ def test_kernels_on_another_stream_end_the_step_before_the_fresh_inputs(stand_in
     assert [f.check for f in timed.found] == ["kernel_streams"]
     assert timed.found[0].outcome.status == "rejected" and "stream(s) [13]" in timed.found[0].outcome.message
     assert job.judged == []
+
+
+def test_streams_the_reference_itself_runs_on_are_not_side_streams(stand_ins):
+    # cuDNN's bidirectional GRU: the reference's kernels all on cuDNN's own streams, none on the one timed (7); the
+    # pass-through candidate runs the same GRU and copies its output on the stream timed
+    stand_ins.streams["eager"] = set(range(14, 26))
+    stand_ins.streams["candidate"] = {7, *range(14, 26)}
+    timed = timing_step.time_candidate(StandInJob(), None, REFERENCE, MODEL_NEW)
+    assert timed.found[0].check == "kernel_streams" and timed.found[0].outcome is None
+    stand_ins.streams["candidate"] = {7, 14, 30}  # a stream of its own, beside them
+    timed = timing_step.time_candidate(StandInJob(), None, REFERENCE, MODEL_NEW)
+    assert timed.found[0].outcome.status == "rejected" and "stream(s) [30]" in timed.found[0].outcome.message
+
+
+def test_side_streams_are_judged_against_what_is_known():
+    assert timing_step.side_streams({7, 13}, 7, set()) == {13}
+    assert timing_step.side_streams({7, 13}, None, {7}) == {13}  # no marker: the reference's streams alone
+    assert timing_step.side_streams({7, 13}, None, set()) == set()  # the profiler said nothing: nothing judged
 
 
 def test_wrong_fresh_inputs_end_the_step_before_the_floor(stand_ins):

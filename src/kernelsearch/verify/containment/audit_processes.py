@@ -3,7 +3,7 @@ load_inline run, with arguments that cannot make it run anything else or write o
 
 Triton (3.6 on the GPU machine, 3.9 here) runs `ptxas --version`, `ptxas ... -o <cache>` (make_cubin),
 `<cc> src.c -O3 -shared -fPIC -o <cache>.so -I.. -L.. -l..` (the launcher; cc is $CC, else gcc, else clang) and
-`/sbin/ldconfig -p` (where libcuda is). load_inline runs `ninja --version`, `<c++> -v`/`--version`/`-dumpversion`
+`/sbin/ldconfig -p` (where libcuda is); Inductor may ask `nvidia-smi -L` what the GPU is. load_inline runs `ninja --version`, `<c++> -v`/`--version`/`-dumpversion`
 (compiler checks), `nvcc --version`, and `ninja -v -j N` in its build directory; ninja then runs the commands of
 the build.ninja that torch wrote ($cxx, $nvcc) through /bin/sh. The CPU compile check runs g++ and nvcc itself.
 nvcc's own helpers (cicc, ptxas, fatbinary, nvlink, cudafe++) and gcc's (cc1, as, ld) are started by nvcc and
@@ -40,6 +40,10 @@ PASS_THROUGH = frozenset({"-Xcompiler", "--compiler-options", "-Xlinker", "--lin
                           "-Xcudafe", "-Xfatbin"})
 PATH_IN_FLAG = re.compile(r"-[A-Za-z]+:?(/.*)")
 NINJA_ARGS = re.compile(r"-v|--version|-j|\d+")
+# nvidia-smi only as a query: torch.compile's Inductor asks it what the GPU is (seen on the H100, 2026-12-07: L3
+# 26_ShuffleNet's baseline, with torch 2.11, in a call that the worker's early asking did not cover) and whether
+# GPUs share NVLink (`topo -m`). Flags that change a GPU's state (-r, -pm, -lgc, -ac, ...) are not in this list.
+NVIDIA_SMI_QUERY = re.compile(r"-L|--list-gpus|-q|--query|topo|-m|--query-gpu=[\w.,]+|--format=[\w, ]+|-i|\d+")
 # Variables that change which program a toolchain process runs, what it loads, or where it writes. They must keep
 # the value they had when the hook was installed, in os.environ (os.putenv is refused) and in a child's env.
 GUARDED_ENV = re.compile(r"LD_\w+|GCC_EXEC_PREFIX|COMPILER_PATH|LIBRARY_PATH|DEPENDENCIES_OUTPUT|SUNPRO_\w+|TMPDIR|"
@@ -78,7 +82,7 @@ def program_refusal(program: str, args: list, search_path: str, cwd: str) -> str
     name = program.rsplit("/", 1)[-1]
     kind = family(name)
     if kind is None:
-        return f"{name!r} is not a toolchain program (a compiler, ptxas, ninja or ldconfig)"
+        return f"{name!r} is not a toolchain program (a compiler, ptxas, ninja, ldconfig or an nvidia-smi query)"
     path = locate(program, search_path, cwd)
     if path is not None:  # else exec finds nothing to run
         if not any(within(path, root) for root in EXEC_ROOTS) or within(path, WORKER_DIR):
@@ -89,14 +93,17 @@ def program_refusal(program: str, args: list, search_path: str, cwd: str) -> str
         return None if args == ["-p"] else f"ldconfig {' '.join(args)!r} (only -p is allowed)"
     if kind == "ninja":
         return ninja_refusal(args, cwd)
+    if kind == "nvidia-smi":
+        changes = [arg for arg in args if not NVIDIA_SMI_QUERY.fullmatch(arg)]
+        return f"nvidia-smi {' '.join(changes)!r} (only queries are allowed)" if changes else None
     return compiler_args_refusal(args, cwd)
 
 
 def family(name: str) -> str | None:
     if name in ("ldconfig", "ldconfig.real"):
         return "ldconfig"
-    if name == "ninja":
-        return "ninja"
+    if name in ("ninja", "nvidia-smi"):
+        return name
     return "compiler" if COMPILER.fullmatch(name) else None
 
 

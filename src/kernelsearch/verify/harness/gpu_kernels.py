@@ -67,6 +67,21 @@ def kernel_times(fn, inputs: list, calls: int = PROFILED_CALLS) -> tuple[list[di
     return kernel_table([(e.name, e.time_range.elapsed_us()) for e in kernels], calls), streams
 
 
+def current_stream_id() -> int | None:
+    """The profiler's id of the stream calls are made on (the one the timer's events time): one small kernel launched
+    there in a profiling session of its own, where no candidate code runs. None where the profiler says nothing."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    marker = torch.zeros(1, device=torch.cuda.current_device())
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        marker.add_(1)
+        torch.cuda.synchronize()
+    ids = {e.device_resource_id for e in prof.events() if "CUDA" in str(e.device_type)}
+    return ids.pop() if len(ids) == 1 else None
+
+
 def kernel_table(events: list[tuple[str, float]], calls: int) -> list[dict]:
     """(name, microseconds) per kernel launch of `calls` calls -> rows per kernel name, the longest first:
     name (shortened), ms per call, launches per call; past KERNELS_KEPT, one row for the rest."""
