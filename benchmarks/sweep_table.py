@@ -102,9 +102,11 @@ def share_table(root: Path) -> str:
     group = rows(root / "share.jsonl")
     if not group:
         return ""
-    lines = ["| workers on the GPU | jobs | statuses | wall s |", "| --- | --- | --- | --- |"]
+    lines = ["| workers on the GPU | jobs | statuses | wall s (from every worker up) | their start s |",
+             "| --- | --- | --- | --- | --- |"]
     for r in sorted(group, key=lambda r: r["size"]):
-        lines.append(f"| {r['size']} | {r['jobs']} | {r['message']} | {r['wall_s']:.1f} |")
+        start = f"{r['start_s']:.1f}" if "start_s" in r else "in the wall"  # rows before 2026-12-07c timed it in
+        lines.append(f"| {r['size']} | {r['jobs']} | {r['message']} | {r['wall_s']:.1f} | {start} |")
     return "\n".join(lines)
 
 

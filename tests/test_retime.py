@@ -76,6 +76,24 @@ def test_retime_keeps_the_fastest_correct_kernel_and_rewrites_the_run(tmp_path, 
     assert len({r.seed for r in verify.requests[1:]} | {SolveConfig().seed}) == 3
 
 
+@pytest.mark.skipif(ON_GPU, reason="on a GPU the real timer runs: see the GPU test")
+def test_a_stopped_retime_goes_on_where_it_stopped_on_the_same_device_only(tmp_path, pool):
+    run = make_run(tmp_path, [SLOW, FAST])
+    [target] = targets(run)
+    retime(target, fake_timer(pool.verify), progress=lambda line: None)
+    device = run.open_store().retimes()[0]["device"]
+    again, lines = fake_timer(pool.verify), []
+    summary = retime(target, again, progress=lines.append, reuse_on=device)
+    assert len(again.requests) == 1 and again.requests[0].fresh_worker  # the cold re-check alone
+    assert summary["best"]["attempt"] == 2 and sum("re-timed before" in line for line in lines) == 2
+    elsewhere = fake_timer(pool.verify)
+    retime(target, elsewhere, progress=lambda line: None, reuse_on="another GPU")
+    assert len(elsewhere.requests) == 3
+    searched = fake_timer(pool.verify)  # the same device at other sizes: timed again
+    retime(target, searched, sizes="searched", progress=lambda line: None, reuse_on=device)
+    assert len(searched.requests) == 3
+
+
 @pytest.mark.skipif(ON_GPU, reason="on a GPU the real timer runs")
 def test_a_kernel_wrong_at_the_original_sizes_is_not_kept(tmp_path, pool):
     run = make_run(tmp_path, [WRONG])  # "correct" where it was searched; its tail is wrong at batch 16 x 1000
@@ -132,7 +150,7 @@ def test_retime_takes_the_workers_per_gpu_of_solve_and_bench(tmp_path, monkeypat
     monkeypatch.setattr(run_dir_commands, "resolve_device", lambda device: "cuda")
     monkeypatch.setattr(run_dir_commands, "open_pool", no_pool)
     with pytest.raises(SystemExit) as stopped:
-        main(["retime", str(run.path), "--workers-per-gpu", "2"])
+        main(["retime", str(run.path), "--workers-per-gpu", "2", "--again"])
     assert stopped.value.code == 2 and opened[0].workers_per_gpu == 2
     with pytest.raises(SystemExit) as refused:
         main(["retime", str(run.path), "--workers-per-gpu", "0"])
@@ -147,6 +165,7 @@ def test_targets_are_retimed_at_once_over_the_pools_workers_and_answered_in_orde
 
     class TwoWorkers:  # the pool's interface as retime_all reads it: two workers (GPUs, or a cluster's actors)
         workers = [None, None]
+        info: dict = {}  # no device said yet: nothing re-timed before is kept
 
         @staticmethod
         def verify(request):

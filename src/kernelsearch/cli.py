@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="where to time (default auto; timing needs cuda)")
     retime.add_argument("--sizes", default="original", choices=["original", "searched"],
                         help="original: the problem file's own sizes; searched: with the run's --set and --shrink")
+    retime.add_argument("--again", action="store_true",
+                        help="time every kernel again, also those this GPU re-timed before at these sizes (by "
+                        "default a stopped re-time goes on where it stopped)")
     add_workers_option(retime)
     add_ray_option(retime)
 

@@ -88,7 +88,8 @@ def run_retime(args) -> int:
         print(f"kernelsearch: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     with pool:
-        summaries = retime_all(found, pool, args.sizes, progress=lambda line: print(line, flush=True))
+        summaries = retime_all(found, pool, args.sizes, progress=lambda line: print(line, flush=True),
+                               again=args.again)
         device_name = pool.info.get("device_name", device)
     if run.holds_bench() and not run.holds_search():  # the bench's metrics and report from the new verdicts
         context = json.loads(run.context.read_text()) if run.context.is_file() else {"run": str(run)}

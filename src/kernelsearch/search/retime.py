@@ -68,13 +68,17 @@ def _solve_target(run: RunDir, sizes: str, name: str | None = None) -> Target:
 
 
 def retime(target: Target, verify: Callable[[VerifyRequest], Verdict], sizes: str = "original",
-           progress: Callable[[str], None] = print) -> dict:
+           progress: Callable[[str], None] = print, reuse_on: str | None = None) -> dict:
     """Verify and time every distinct correct attempt of `target`, keep the fastest that also passes a cold
-    re-check: best.py and summary.json are rewritten, each verdict recorded in the store. Returns the summary."""
+    re-check: best.py and summary.json are rewritten, each verdict recorded in the store. With `reuse_on` (a device
+    name), an attempt that device already re-timed at these sizes keeps that verdict: a re-time that was stopped
+    goes on where it stopped. Returns the summary."""
     run = target.run
     store = run.open_store()
     try:
         attempts = [a for a in store.attempts() if a.correct and a.code]
+        earlier = {r["attempt_id"]: r["verdict"] for r in store.retimes()
+                   if reuse_on and r["device"] == reuse_on and r["sizes"] == sizes}
         seen: dict[str, int] = {}
         passed: list[Entry] = []
         rows = []
@@ -83,14 +87,18 @@ def retime(target: Target, verify: Callable[[VerifyRequest], Verdict], sizes: st
             if same != a.id:
                 rows.append({"attempt": a.id, "status": "same code as attempt %d" % same})
                 continue
-            verdict = verify(_request(target, a.code, f"attempt{a.id}", RETIME_SEED_OFFSET))
-            store.record_retime(a.id, verdict.device, sizes, verdict.to_json())
+            if a.id in earlier:
+                verdict = Verdict.from_json(earlier[a.id])
+            else:
+                verdict = verify(_request(target, a.code, f"attempt{a.id}", RETIME_SEED_OFFSET))
+                store.record_retime(a.id, verdict.device, sizes, verdict.to_json())
             timed = verdict.timed
             rows.append({"attempt": a.id, "status": verdict.status,
                          "speedup_vs_eager": timed and timed.speedup("eager"),
                          "speedup_vs_compile": timed and timed.speedup("compile"),
                          "candidate_ms": timed and timed.candidate_ms})
-            progress(f"{target.name}: attempt {a.id}: {verdict.status}" + (f", {timed.short()}" if timed else ""))
+            progress(f"{target.name}: attempt {a.id}: {verdict.status}" + (f", {timed.short()}" if timed else "")
+                     + (" (re-timed before on this device)" if a.id in earlier else ""))
             if verdict.ok:
                 passed.append(Entry(a.id, a.lane, a.strategy, a.code, verdict, a.finished_s or a.started_s))
         best, cold = _cold_check(target, sorted(passed, key=rank, reverse=True), verify, progress)
@@ -102,19 +110,30 @@ def retime(target: Target, verify: Callable[[VerifyRequest], Verdict], sizes: st
     return summary
 
 
-def retime_all(found: list[Target], pool, sizes: str = "original", progress: Callable[[str], None] = print) -> list:
+def retime_all(found: list[Target], pool, sizes: str = "original", progress: Callable[[str], None] = print,
+               again: bool = False) -> list:
     """`retime` for each target, as many at once as the pool has workers (a bench's problems over a cluster's
     GPUs; one worker: one after another). Each worker runs one job at a time, so a timing never shares its GPU.
-    The summaries, in the targets' order."""
+    Unless `again`, what the pool's device re-timed before is kept (a Ray cluster says its device only once it
+    answers: there, everything is timed). The summaries, in the targets' order."""
+    reuse_on = None if again else pool_device(pool)
     if len(pool.workers) <= 1 or len(found) <= 1:
-        return [retime(t, pool.verify, sizes, progress) for t in found]
+        return [retime(t, pool.verify, sizes, progress, reuse_on) for t in found]
     from concurrent.futures import ThreadPoolExecutor
     executor = ThreadPoolExecutor(max_workers=min(len(pool.workers), len(found)), thread_name_prefix="ks-retime")
     try:
-        futures = [executor.submit(retime, t, pool.verify, sizes, progress) for t in found]
+        futures = [executor.submit(retime, t, pool.verify, sizes, progress, reuse_on) for t in found]
         return [f.result() for f in futures]
     finally:  # stopped: the targets not begun are dropped; the running ones end when the caller closes the pool
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+def pool_device(pool, wait_s: float = 180.0) -> str | None:
+    """The GPU's name as the pool's first worker reported it (waiting for it to start), or None."""
+    started = getattr(pool, "started", None)
+    if started is not None:
+        started.wait(wait_s)
+    return pool.info.get("device_name")
 
 
 def _request(target: Target, code: str, name: str, seed_offset: int, **extra) -> VerifyRequest:
