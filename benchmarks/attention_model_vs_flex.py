@@ -57,7 +57,8 @@ def relative_error(out: torch.Tensor, reference: torch.Tensor) -> float:
     return ((out.float() - reference).abs().max() / reference.abs().max().clamp_min(1e-30)).item()
 
 
-def bench_run(spec_path: Path, run: RunDir, shapes: int, dtypes: list[str], scratch: Path) -> list[dict]:
+def bench_run(spec_path: Path, run: RunDir, shapes: int, dtypes: list[str], scratch: Path):
+    """Yields one row per shape and dtype, as it is measured (a call cut short keeps what it measured)."""
     from torch.nn.attention.flex_attention import create_block_mask
     spec = load_spec(spec_path)
     problem = import_file(run.problem_file, f"ks_problem_{run.path.name}")
@@ -72,7 +73,6 @@ def bench_run(spec_path: Path, run: RunDir, shapes: int, dtypes: list[str], scra
         except Exception as e:  # recorded, not fatal: the others are still timed
             models.append((attempt, strategy, None, f"{type(e).__name__}: {e}"[:200]))
     flex = flex_functions(autotune=False)["flex"]
-    rows = []
     for base in spec.shapes[:shapes]:
         for dtype in dtypes:
             shape = dataclasses.replace(base, dtype=dtype)
@@ -100,11 +100,13 @@ def bench_run(spec_path: Path, run: RunDir, shapes: int, dtypes: list[str], scra
                             entry["status"] = "ok"
                             entry["vs_flex"] = round(row["flex_ms"][0] / entry["ms"][0], 3)
                         else:
-                            entry["status"] = "wrong at this shape"
+                            entry["status"] = (f"wrong at this shape: error {error:.3g} > {TOLERANCE[dtype]:g} "
+                                               f"(Flex's {row['flex_error']:.3g})")
                     except Exception as e:
                         entry["status"] = f"failed: {type(e).__name__}: {e}"[:200]
                 row["kernels"].append(entry)
                 print(f"{run.path.name} {row['shape']} {dtype} attempt {attempt} ({strategy}): {entry['status']}"
+                      + (f", error {entry['error']:.3g}" if "ms" in entry else "")
                       + (f" {entry['ms'][0]} ms, {entry['vs_flex']}x Flex ({row['flex_ms'][0]} ms)"
                          if "ms" in entry else ""), flush=True)
             seed = next((e for e in row["kernels"] if e["strategy"] == "generated" and "ms" in e), None)
@@ -114,9 +116,8 @@ def bench_run(spec_path: Path, run: RunDir, shapes: int, dtypes: list[str], scra
                 row["model_best"] = {"attempt": best["attempt"], "ms": best["ms"][0],
                                      "vs_generated": round(seed["ms"][0] / best["ms"][0], 3),
                                      "vs_flex": best["vs_flex"]}
-            rows.append(row)
+            yield row
             torch.cuda.empty_cache()
-    return rows
 
 
 def main() -> None:
@@ -131,10 +132,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for spec_path, run_dir in zip(args.pairs[::2], args.pairs[1::2]):
-            rows += bench_run(Path(spec_path), RunDir(run_dir), args.shapes, args.dtypes.split(","), Path(scratch))
-            Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(),
-                                                   "torch": torch.__version__, "triton": triton.__version__,
-                                                   "rows": rows}, indent=1))
+            for row in bench_run(Path(spec_path), RunDir(run_dir), args.shapes, args.dtypes.split(","),
+                                 Path(scratch)):
+                rows.append(row)
+                Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(),
+                                                       "torch": torch.__version__, "triton": triton.__version__,
+                                                       "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
