@@ -3,9 +3,10 @@ load_inline run, with arguments that cannot make it run anything else or write o
 
 Triton (3.6 on the GPU machine, 3.9 here) runs `ptxas --version`, `ptxas ... -o <cache>` (make_cubin),
 `<cc> src.c -O3 -shared -fPIC -o <cache>.so -I.. -L.. -l..` (the launcher; cc is $CC, else gcc, else clang) and
-`/sbin/ldconfig -p` (where libcuda is); Inductor may ask `nvidia-smi -L` what the GPU is. load_inline runs `ninja --version`, `<c++> -v`/`--version`/`-dumpversion`
-(compiler checks), `nvcc --version`, and `ninja -v -j N` in its build directory; ninja then runs the commands of
-the build.ninja that torch wrote ($cxx, $nvcc) through /bin/sh. The CPU compile check runs g++ and nvcc itself.
+`/sbin/ldconfig -p` (where libcuda is); Inductor may ask `nvidia-smi -L` what the GPU is. load_inline runs
+`ninja --version`, `<c++> -v`/`--version`/`-dumpversion` (compiler checks), `nvcc --version`, and `ninja -v -j N` in
+its build directory; ninja then runs the commands of the build.ninja that torch wrote ($cxx, $nvcc) through /bin/sh.
+The CPU compile check runs g++ and nvcc itself.
 nvcc's own helpers (cicc, ptxas, fatbinary, nvlink, cudafe++) and gcc's (cc1, as, ld) are started by nvcc and
 gcc, not by Python: no audit hook sees them (the OS sandbox contains them).
 
