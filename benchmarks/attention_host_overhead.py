@@ -1,8 +1,9 @@
 """Issue #27: where the host's time goes in a generated kernel's forward+backward step, on the GPU. On 2026-12-07
 (H100, document mask, D=64) a default step took 1.41 ms of host time to issue against 0.60 ms of GPU work; the raw
 kernels' path took 0.27 ms, a plain torch.autograd.Function around it 0.875 ms and the custom operator 1.10 ms.
-This script times each path in one process, with autograd's device thread on and off
-(torch.autograd.set_multithreading_enabled), and the raw backward issued from another thread.
+This script times each path in one process (the default call now takes _EagerAttention in eager mode), with
+autograd's device thread on and off (torch.autograd.set_multithreading_enabled), and the raw backward issued from
+another thread.
 
     python3 benchmarks/attention_host_overhead.py [--specs document_mask,causal] [--json OUT.json]
 
@@ -81,12 +82,17 @@ def paths(spec, module, shape) -> dict:
                  lambda: module._backward(qd, kd, vd, out, lse, grad, scale, captures, None, None)),
              "raw backward on this thread": host_and_wall(
                  lambda: module._backward(qd, kd, vd, out, lse, grad, scale, captures, None, None))}
+    eager = module._eager
     for threaded in (True, False):
         with torch.autograd.set_multithreading_enabled(threaded):
             label = "device thread" if threaded else "calling thread"
             found[f"plain Function, {label}"] = host_and_wall(lambda: Plain.apply(q, k, v).backward(grad))
+            found[f"default call (eager: _EagerAttention), {label}"] = host_and_wall(
+                lambda: module.attention(q, k, v, **captures).backward(grad))
+            module._eager = lambda *tensors: False  # as in a compiled graph: through the custom operators
             found[f"custom operator, {label}"] = host_and_wall(
                 lambda: module.attention(q, k, v, **captures).backward(grad))
+            module._eager = eager
     return found
 
 

@@ -42,7 +42,8 @@ def test_example_generates_and_verifies_on_the_cpu(name, tmp_path):
         assert verdict.checks["second_shape"]["ok"], verdict.checks  # odd lengths and head dims too
     source = result.kernel_path.read_text()
     assert "make_block_ptr" not in source  # removed in Triton 3.9
-    assert "import triton" in source and "torch.compile" not in source
+    # Triton kernels of its own, nothing compiled by torch (it only asks torch.compiler.is_compiling())
+    assert "import triton" in source and "torch.compile(" not in source
     summary = json.loads((tmp_path / f"{name}_summary.json").read_text())
     assert [v["status"] for v in summary["verdicts"]] == ["correct"] * len(spec.test_shapes)
 

@@ -1,7 +1,8 @@
-"""The generated attention as a drop-in for training (issue #27): custom operators a compiled graph keeps whole,
-block indexes built once per shape and kept (rebuilt when a captured tensor changes, none without a mask), and the
-training example's gradients against the reference at every step, compiled with fullgraph=True. Under Triton's
-interpreter, in subprocesses (TRITON_INTERPRET must be set before triton is imported)."""
+"""The generated attention as a drop-in for training (issue #27): custom operators a compiled graph keeps whole (and
+in eager the same kernels without their dispatch), block indexes built once per shape and kept (rebuilt when a
+captured tensor changes, none without a mask), and the training example's gradients against the reference at every
+step, compiled with fullgraph=True. Under Triton's interpreter, in subprocesses (TRITON_INTERPRET must be set before
+triton is imported)."""
 import os
 import subprocess
 import sys
@@ -52,6 +53,17 @@ config = kernel.pick_config(70, 70, 16, q.dtype, q.device)
 prebuilt = kernel.unwrapped_build(1, 2, 70, 70, config["BLOCK_M"], config["BLOCK_N"], "cpu", {})
 kernel.attention(q, k, v, block_index=prebuilt)
 assert len(builds) == 3 and len(kernel.BLOCK_INDEXES) == 1
+
+# eager, plain tensors: the kernels through _EagerAttention, no operator dispatched; the operators' path (the one a
+# compiled graph takes) gives the same output and gradient
+calls = []
+operator = kernel.attention_forward_op
+kernel.attention_forward_op = lambda *args: calls.append(1) or operator(*args)
+eager_out, eager_grad = step(kernel, q, k, v, captures)
+assert calls == [] and eager_grad is not None
+kernel._eager = lambda *tensors: False
+op_out, op_grad = step(kernel, q, k, v, captures)
+assert calls == [1] and torch.equal(eager_out, op_out) and torch.equal(eager_grad, op_grad)
 
 # no mask: no index at all
 spec, shape, kernel, captures, builds = module_for("relative_position")

@@ -39,6 +39,8 @@ def test_honest_candidates_pass(name):
     ("from torch.cuda import Stream", "another CUDA stream"),
     ("g = torch.cuda.CUDAGraph()", "CUDA graph"),
     ("f = torch.compile(lambda x: x)", "torch.compile"),
+    ("torch.compiler.set_stance('force_eager')", "the torch.compile baseline's stance"),
+    ("from torch.compiler import reset", "uses torch.compiler"),
     ("x = eval('1')", "uses eval()"),
     ("x = open('f').read()", "uses open()"),
     ("x = __import__('os')", "uses __import__()"),
@@ -65,6 +67,12 @@ def test_reraising_try_and_self_setattr_are_allowed():
     source = HEADER + "try:\n    x = 1\nexcept ValueError:\n    raise\n" + MODEL.replace(
         "return x", "setattr(self, 'y', 1)\n        return x")
     assert check_source(source).ok
+
+
+def test_torch_compiler_s_questions_are_allowed():
+    # generated attention asks whether it is being compiled to pick its path; asking changes nothing
+    source = HEADER + "inside = torch.compiler.is_compiling() or torch.compiler.is_exporting()\n" + MODEL
+    assert check_source(source).ok, check_source(source).violations
 
 
 def test_comments_in_cuda_source_do_not_count():

@@ -35,6 +35,7 @@ CASES = [  # hack file, problem, status, words from the message
     ("custom_op_hides_pytorch", "elementwise_add_relu", "rejected", "its kernels do not contribute to the output"),
     ("custom_op_in_torch_namespace", "elementwise_add_relu", "rejected", "namespace 'prims', which torch"),
     ("custom_op_library", "elementwise_add_relu", "rejected", "._lib"),
+    ("compile_stance", "elementwise_add_relu", "rejected", "the torch.compile baseline's stance"),
 ]
 
 

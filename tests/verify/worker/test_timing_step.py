@@ -2,6 +2,7 @@
 timer, the profiler, the measured peaks): what it finds, in order, and that it stops at the first outcome."""
 from __future__ import annotations
 
+import contextlib
 from types import SimpleNamespace
 
 import pytest
@@ -150,3 +151,21 @@ def test_the_first_call_must_run_a_kernel_the_candidate_defines(ran, status):
 def test_a_profiler_that_cannot_be_read_costs_a_warning_not_the_verdict():
     found = gpu_kernels.own_gpu_kernels(Profiler([], broken=True), SOURCE)
     assert found.entry is None and found.outcome is None and "could not read the profiler" in found.warnings[0]
+
+
+def test_the_compile_baseline_runs_in_the_default_stance_whatever_the_candidate_set(monkeypatch):
+    # set_stance("force_eager") from a candidate would time the baseline as eager PyTorch
+    entered = []
+
+    @contextlib.contextmanager
+    def set_stance(stance):
+        entered.append(stance)
+        yield
+
+    monkeypatch.setattr(torch.compiler, "set_stance", set_stance, raising=False)
+    monkeypatch.setattr(torch, "compile", lambda model: model)  # the wrapper, not Inductor, is under test
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    baseline = timing_step.CompiledBaselines().get("problem:fp32", lambda x: x * 2, [torch.ones(2)])
+    assert entered == ["default"]  # the compile-now call
+    assert torch.equal(baseline(torch.ones(2)), torch.full((2,), 2.0)) and entered == ["default", "default"]
+

@@ -17,6 +17,9 @@ ALLOWED_IMPORTS = {
     "operator", "enum", "abc", "numbers", "__future__",
 }
 
+# torch.compiler's questions, which change nothing: generated attention asks is_compiling() to pick its path.
+COMPILER_QUESTIONS = frozenset({"torch.compiler.is_compiling", "torch.compiler.is_dynamo_compiling",
+                                "torch.compiler.is_exporting"})
 # Parts of torch/triton that change how the harness measures or that hand the work to another compiler, and
 # parts of numpy that touch files or build code.
 BANNED_APIS = {
@@ -33,6 +36,7 @@ BANNED_APIS = {
     "torch.compile": "hands the work to torch.compile",
     "torch._dynamo": "hands the work to torch.compile",
     "torch._inductor": "hands the work to torch.compile",
+    "torch.compiler": "changes how torch.compile runs (the torch.compile baseline's stance or caches)",
     "torch.jit": "uses TorchScript",
     "torch.fx": "rewrites graphs with torch.fx",
     "torch.library": "registers operators",
@@ -176,6 +180,8 @@ class _RuleVisitor(ScopedVisitor):
             if id(node) not in self.custom_op_calls:
                 self.flag(node, f"uses {CUSTOM_OP} other than in a call (its name must be checked)")
             return
+        if path in COMPILER_QUESTIONS:
+            return
         for banned, why in BANNED_APIS.items():
             if path == banned or path.startswith(banned + "."):
                 self.flag(node, f"uses {banned}: {why}")
@@ -198,7 +204,7 @@ class _RuleVisitor(ScopedVisitor):
         path = self.resolve(node)
         if path:
             self._check_api(node, path)
-        if path != CUSTOM_OP:  # torch.library alone stays banned
+        if path != CUSTOM_OP and path not in COMPILER_QUESTIONS:  # torch.library, torch.compiler alone stay banned
             self.generic_visit(node)
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
