@@ -66,17 +66,14 @@ def describe(e: BaseException, workdir: Path | None = None) -> str:
 
 
 def _candidate_frames(e: BaseException, workdir: Path) -> list:
-    """The outermost and innermost of the candidate's frames along the exception and its causes. Triton's
-    interpreter raises InterpreterError at the launch and keeps the kernel's own failing line in the cause (an
-    attempt on L1 95 was told only its launch line for an atomic the interpreter refused)."""
+    """The candidate's frames along the exception and its causes, outermost first: the last is the innermost.
+    Triton's interpreter raises InterpreterError at the launch and keeps the kernel's own failing line in the cause
+    (an attempt on L1 95 was told only its launch line for an atomic the interpreter refused)."""
     chain, current = [], e
     while current is not None and len(chain) < 8:
         chain.append(current)
         current = current.__cause__ or current.__context__
-    frames = [f for x in chain for f in traceback.extract_tb(x.__traceback__) if f.filename.startswith(str(workdir))]
-    inner = next((f for x in reversed(chain) for f in reversed(traceback.extract_tb(x.__traceback__))
-                  if f.filename.startswith(str(workdir))), None)
-    return [frames[0], inner] if frames else []
+    return [f for x in chain for f in traceback.extract_tb(x.__traceback__) if f.filename.startswith(str(workdir))]
 
 
 def _frame_text(frame) -> str:
