@@ -39,9 +39,7 @@ def tune_configs(spec: AttentionSpec, source: str, out_dir: Path, progress=print
     path = out_dir / f"_{spec.name}_tuning_kernel.py"
     path.write_text(source)
     module = load_kernel_module(path)
-    # descriptors map to TMA from Hopper on; older GPUs have no TMA: only pointer loads are tried there
-    hopper = torch.cuda.get_device_capability()[0] >= 9
-    loads = LOADS if module.HAS_TENSOR_DESCRIPTORS and hopper else LOADS[:1]
+    loads = _loads(module)
     forward, backward_configs, timings = {}, {}, {}
     for shape in spec.shapes:
         _tune_shape(spec, module, shape, loads, backward, forward, backward_configs, timings, progress)
@@ -82,8 +80,7 @@ def tune_backward(spec: AttentionSpec, path: Path, progress=print) -> dict:
     import torch
 
     module = load_kernel_module(path)
-    hopper = torch.cuda.get_device_capability()[0] >= 9
-    loads = LOADS if module.HAS_TENSOR_DESCRIPTORS and hopper else LOADS[:1]
+    loads = _loads(module)
     found, timings = {}, {}
     for shape in spec.shapes:
         q, k, v = make_inputs(shape, "cuda")
@@ -93,6 +90,13 @@ def tune_backward(spec: AttentionSpec, path: Path, progress=print) -> dict:
         del q, k, v
         torch.cuda.empty_cache()
     return {k: v for k, v in found.items() if v}
+
+
+def _loads(module) -> list[dict]:
+    """Descriptors map to TMA from Hopper on; older GPUs have no TMA: only pointer loads are tried there."""
+    import torch
+    hopper = torch.cuda.get_device_capability()[0] >= 9
+    return LOADS if module.HAS_TENSOR_DESCRIPTORS and hopper else LOADS[:1]
 
 
 def _fastest_backward(module, q, k, v, forward_config, captures, loads, timings, key, progress):

@@ -3,6 +3,7 @@ only call ATen from C++), so the first forward runs under the profiler and must 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 
 from ..errors import Found, Outcome, describe
@@ -69,11 +70,19 @@ def kernel_times(fn, inputs: list, calls: int = PROFILED_CALLS) -> tuple[list[di
 
 def current_stream_id() -> int | None:
     """The profiler's id of the stream calls are made on (the one the timer's events time): one small kernel launched
-    there in a profiling session of its own, where no candidate code runs. None where the profiler says nothing."""
+    there in a profiling session of its own, where no candidate code runs. Asked once per stream, not per timed
+    verification: a profiler session takes time, and a worker's stream stays the same. None where the profiler
+    says nothing."""
+    import torch
+    return _stream_id(torch.cuda.current_device(), torch.cuda.current_stream().cuda_stream)
+
+
+@functools.lru_cache(maxsize=8)
+def _stream_id(device: int, stream: int) -> int | None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    marker = torch.zeros(1, device=torch.cuda.current_device())
+    marker = torch.zeros(1, device=device)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         marker.add_(1)
