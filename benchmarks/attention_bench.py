@@ -162,15 +162,10 @@ def profile_default(spec, module, shape, steps: int = 5) -> dict:
             per_kernel[event.key[:60]] = per_kernel.get(event.key[:60], 0.0) + cuda_us / 1e3 / steps
     kernels = dict(sorted(per_kernel.items(), key=lambda item: -item[1])[:8])
     # Launch-bound or not: the host's time to issue a step (no sync between steps) against a step's wall time
-    torch.cuda.synchronize()
-    began = time.perf_counter()
-    for _ in range(20):
-        module.attention(q, k, v, **captures).backward(grad_out)
-    issued = time.perf_counter()
-    torch.cuda.synchronize()
-    ended = time.perf_counter()
-    return {"host_issue_ms": (issued - began) * 50, "wall_ms": (ended - began) * 50,
-            "gpu_kernels_ms": sum(per_kernel.values()), **kernels}
+    from attention_host_overhead import host_and_wall
+    spent = host_and_wall(lambda: module.attention(q, k, v, **captures).backward(grad_out))
+    return {"host_issue_ms": spent["host_ms"], "wall_ms": spent["wall_ms"], "gpu_kernels_ms": sum(per_kernel.values()),
+            **kernels}
 
 
 def verdict(row: dict, dtype: str) -> str:
