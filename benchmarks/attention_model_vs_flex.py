@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import sqlite3
 import sys
@@ -25,7 +24,7 @@ import triton
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kernelsearch.attention.kernel_module import make_inputs  # noqa: E402
+from kernelsearch.attention.kernel_module import load_kernel_module, make_inputs  # noqa: E402
 from kernelsearch.attention.reference import TOLERANCE, reference_attention  # noqa: E402
 from kernelsearch.attention.spec import load_spec  # noqa: E402
 from kernelsearch.attention.versus_flex import QUANTILES, flex_functions  # noqa: E402
@@ -37,15 +36,6 @@ def correct_attempts(run: RunDir) -> list[tuple[int, str, str]]:
     with sqlite3.connect(f"file:{run.store}?mode=ro", uri=True) as db:
         return db.execute("select id, strategy, code from attempts where status = 'correct' and code is not null "
                           "order by id").fetchall()
-
-
-def import_file(path: Path, name: str):
-    """Triton reads kernel source through inspect, so each kernel is imported from a file of its own."""
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
-    module_spec.loader.exec_module(module)
-    return module
 
 
 def timed(fn) -> list[float]:
@@ -61,14 +51,14 @@ def bench_run(spec_path: Path, run: RunDir, shapes: int, dtypes: list[str], scra
     """Yields one row per shape and dtype, as it is measured (a call cut short keeps what it measured)."""
     from torch.nn.attention.flex_attention import create_block_mask
     spec = load_spec(spec_path)
-    problem = import_file(run.problem_file, f"ks_problem_{run.path.name}")
+    problem = load_kernel_module(run.problem_file)
     captures = [t.cuda() if isinstance(t, torch.Tensor) else t for t in problem.get_init_inputs()]
     models = []
     for attempt, strategy, code in correct_attempts(run):
         path = scratch / f"{run.path.name}_attempt{attempt}.py"
         path.write_text(code)
         try:
-            model = import_file(path, path.stem).ModelNew(*captures).cuda()
+            model = load_kernel_module(path).ModelNew(*captures).cuda()  # from a file: Triton reads its source
             models.append((attempt, strategy, model, ""))
         except Exception as e:  # recorded, not fatal: the others are still timed
             models.append((attempt, strategy, None, f"{type(e).__name__}: {e}"[:200]))
