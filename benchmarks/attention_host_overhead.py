@@ -3,9 +3,9 @@
 kernels' path took 0.27 ms, a plain torch.autograd.Function around it 0.875 ms and the custom operator 1.10 ms.
 This script times each path in one process (the default call now takes _EagerAttention in eager mode), with
 autograd's device thread on and off (torch.autograd.set_multithreading_enabled), and the raw backward issued from
-another thread.
+another thread; then (--profile) the host's operators of five default steps under torch.profiler, by self time.
 
-    python3 benchmarks/attention_host_overhead.py [--specs document_mask,causal] [--json OUT.json]
+    python3 benchmarks/attention_host_overhead.py [--specs document_mask,causal] [--json OUT.json] [--profile]
 
 Each figure: host ms to issue one step (20 steps back to back, no sync between them) and wall ms per step.
 """
@@ -96,11 +96,27 @@ def paths(spec, module, shape) -> dict:
     return found
 
 
+def host_profile(module, spec, shape) -> str:
+    """The host's operators (and autograd's nodes) of five default steps, by self CPU time: where the time that
+    the kernels' raw path does not spend goes."""
+    q, k, v = (t.requires_grad_(True) for t in make_inputs(shape, "cuda"))
+    captures = gpu_captures(spec, module, shape, "cuda")
+    grad = torch.randn_like(q)
+    step = lambda: module.attention(q, k, v, **captures).backward(grad)  # noqa: E731
+    host_and_wall(step)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        for _ in range(5):
+            step()
+        torch.cuda.synchronize()
+    return profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--specs", default="document_mask,causal")
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--json")
+    parser.add_argument("--profile", action="store_true", help="and the host's operators of five default steps")
     args = parser.parse_args()
     configs = json.loads((ROOT / "benchmarks" / "attention_configs_h100.json").read_text())
     rows = {}
@@ -111,10 +127,14 @@ def main() -> int:
         tuned = configs.get(name, {})
         path = Path(f"/tmp/ks_host_{name}.py")
         path.write_text(generate(spec, tuned.get("forward"), tuned.get("backward")).source)
-        rows[name] = paths(spec, load_kernel_module(path), dataclasses.replace(shape))
+        module = load_kernel_module(path)
+        rows[name] = paths(spec, module, dataclasses.replace(shape))
         for label, figures in rows[name].items():
             print(f"{name} {shape.label()}: {label}: host {figures['host_ms']} ms, wall {figures['wall_ms']} ms",
                   flush=True)
+        if args.profile:
+            print(f"{name} {shape.label()}: the default call's host operators, five steps\n"
+                  + host_profile(module, spec, dataclasses.replace(shape)), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

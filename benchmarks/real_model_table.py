@@ -68,7 +68,7 @@ def geomean(values: list[float]) -> float | None:
 
 def speed_tables(out: Path) -> None:
     rows = [r for d in sorted((out / "problems").iterdir()) if (r := speed(d.name, d))]
-    x = lambda v: f"{v:.2f}x" if v else "—"  # noqa: E731
+    x = lambda v: (f"{v:.2f}x" if v >= 0.1 else f"{v:.2g}x") if v else "—"  # noqa: E731  (l1_63 attempt 1: 0.0049x)
     print("| problem | correct at the original size | kept on the CPU: attempt, ×eager, ×compile | "
           "fastest correct: attempt, ms, ×eager, ×compile |")
     print("| --- | --- | --- | --- |")

@@ -87,6 +87,17 @@ def test_kernelbench_s_pass_rate_counts_kernels_right_at_the_problems_shapes_onl
     assert any(line.startswith("E,finished,0,1,") for line in lines)
 
 
+def test_after_a_retime_at_the_original_sizes_kernelbench_s_judgement_is_the_retime_s(known_run):
+    # #26's l2_18: every attempt correct at the shrunk sizes searched, every one wrong at the problem's own
+    record(known_run, "H", [(8, "correct", None), (9, "correct", None)])
+    d = RunDir(known_run).problem("H")
+    wrong = [{"attempt": 1, "status": "incorrect"}, {"attempt": 2, "status": "incorrect"}]
+    d.write_summary({**d.read_summary(), "retime": {"sizes": "original", "best_before": 1, "attempts": wrong}})
+    assert summarize(load_results(known_run))["correct_kernelbench"] == 2  # A and B, not H
+    d.write_summary({**d.read_summary(), "retime": {"sizes": "searched", "best_before": 1, "attempts": wrong}})
+    assert summarize(load_results(known_run))["correct_kernelbench"] == 3  # re-timed elsewhere: the search's
+
+
 def test_untimed_runs_have_no_fast_p(tmp_path):
     untimed = Verdict("correct", "", device="cpu (Triton interpreter)").to_json()
     record(tmp_path, "A", [(3, "correct", None)], best=untimed)

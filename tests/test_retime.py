@@ -86,6 +86,7 @@ def test_a_stopped_retime_goes_on_where_it_stopped_on_the_same_device_only(tmp_p
     summary = retime(target, again, progress=lines.append, reuse_on=device)
     assert len(again.requests) == 1 and again.requests[0].fresh_worker  # the cold re-check alone
     assert summary["best"]["attempt"] == 2 and sum("re-timed before" in line for line in lines) == 2
+    assert summary["retime"]["best_before"] == 1 and summary["headline"].endswith("was attempt 1")  # the search's
     elsewhere = fake_timer(pool.verify)
     retime(target, elsewhere, progress=lambda line: None, reuse_on="another GPU")
     assert len(elsewhere.requests) == 3

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..search.retime import SIZES
 from ..search.run_dir import RunDir
 from ..verify.verdict import KERNELBENCH_PASSING, Status, Timing
 
@@ -34,14 +35,16 @@ class ProblemResult:
     budget_s: float | None = None
     state: str = "finished"  # finished, unfinished (no summary yet), error
     error: str | None = None
+    retimed_statuses: list[str] | None = None  # re-timed at the problem's own sizes: each attempt's status there
 
     @property
     def kernelbench_solved(self) -> bool:
         """Solved as KernelBench's harness judges (at the problem's shapes, no floor under a timing): the kept
-        kernel, or any attempt whose status it would count as correct (shape_specific, suspicious)."""
+        kernel, or any attempt whose status it would count as correct (shape_specific, suspicious). After a re-time
+        at the problem's own sizes, the attempts' statuses there: a search at shrunk sizes judged none at them."""
         final = (self.verdict or {}).get("status")
-        return self.solved or final in KERNELBENCH_PASSING or any(p.status in KERNELBENCH_PASSING
-                                                                   for p in self.timeline)
+        judged = self.retimed_statuses if self.retimed_statuses is not None else [p.status for p in self.timeline]
+        return self.solved or final in KERNELBENCH_PASSING or any(s in KERNELBENCH_PASSING for s in judged)
 
     @property
     def timed(self) -> Timing | None:
@@ -99,6 +102,9 @@ def _problem(d: RunDir, key: str) -> ProblemResult:
         if summary.get("best"):
             result.verdict = summary["best"]["cold_check"]
             result.source = d.read_best()
+        retime = summary.get("retime") or {}
+        if retime.get("sizes") == SIZES[0]:
+            result.retimed_statuses = [row.get("status") for row in retime.get("attempts", [])]
     else:
         result.state = "unfinished"
     if d.error.exists():

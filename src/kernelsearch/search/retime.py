@@ -154,7 +154,10 @@ def _cold_check(target: Target, ranked: list[Entry], verify, progress) -> tuple[
 def _rewrite(run: RunDir, target: Target, previous: dict, best: Entry | None, cold: Verdict | None, rows: list,
              sizes: str) -> dict:
     where = f"{cold.device if cold else 'this machine'}, {sizes} sizes"
-    before = (previous.get("best") or {}).get("attempt")
+    # the kernel the search kept: a re-time after another (one that went on where a stopped one stopped, or one at
+    # other sizes) keeps the first re-time's, not the best that re-time wrote (#26's l1_63 said "kept 3" for 1)
+    before = (previous["retime"]["best_before"] if "retime" in previous
+              else (previous.get("best") or {}).get("attempt"))
     summary = {**previous, "solved": best is not None}
     summary["retime"] = {"sizes": sizes, "device": cold.device if cold else None, "best_before": before,
                          "attempts": rows}

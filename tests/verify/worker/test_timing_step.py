@@ -11,6 +11,7 @@ import torch
 from kernelsearch.verify.harness import gpu_kernels
 from kernelsearch.verify.harness.gpu_timing import Samples
 from kernelsearch.verify.harness.memory import Footprint, MemoryPlan
+from kernelsearch.verify.harness.stopwatch import Stopwatch
 from kernelsearch.verify.verdict import FRESH_SEED, VerifyRequest
 from kernelsearch.verify.worker import timing_step
 
@@ -27,6 +28,7 @@ class StandInJob:
         self.w = SimpleNamespace(compiled=SimpleNamespace(get=lambda *args: "unavailable: not compiled here"),
                                  info={"device_name": "Some Future GPU"})
         self.fresh_ok, self.judged, self.integrity_checked = fresh_ok, [], 0
+        self.clock = Stopwatch()
 
     def baseline_key(self, problem) -> str:
         return "problem:fp32"
@@ -43,14 +45,14 @@ class StandInJob:
 def stand_ins(monkeypatch):
     """The GPU's parts: a timer with fixed times, a profiler naming each function's streams, and measured peaks under
     which the candidate's 0.5 ms is possible: its 32 bytes (four floats in, four out) at 1 MB/s."""
-    streams = {"candidate": {7}, "eager": {7}}
+    streams, profiled, times = {"candidate": {7}, "eager": {7}}, {}, {"candidate": CANDIDATE_MS, "eager": EAGER_MS}
 
     def time_interleaved(fns, sets):
-        return {name: Samples(gpu=[CANDIDATE_MS if name == "candidate" else EAGER_MS] * 20, host=[0.01] * 20)
-                for name in fns}
+        return {name: Samples(gpu=[times[name]] * 20, host=[0.01] * 20) for name in fns}
 
-    def kernel_times(fn, inputs):
+    def kernel_times(fn, inputs, calls):
         name = "candidate" if fn is MODEL_NEW else "eager"
+        profiled[name] = calls
         return [{"name": f"{name}_kernel", "ms": 0.1, "calls": 1}], streams[name]
 
     monkeypatch.setattr(timing_step, "time_interleaved", time_interleaved)
@@ -58,7 +60,7 @@ def stand_ins(monkeypatch):
     monkeypatch.setattr(timing_step, "current_stream_id", lambda: 7)
     peaks = {"bandwidth": 1e6, "flops": 1e12}
     monkeypatch.setattr(timing_step, "measured_peaks", lambda: peaks)
-    return SimpleNamespace(streams=streams, peaks=peaks)
+    return SimpleNamespace(streams=streams, peaks=peaks, profiled=profiled, times=times)
 
 
 REFERENCE = torch.nn.Identity()
@@ -76,6 +78,13 @@ def test_a_fast_honest_candidate_is_timed_rechecked_and_held_to_the_floor(stand_
     assert timed.timing["kernels"][0]["name"] == "candidate_kernel"
     assert job.judged == [(42 + FRESH_SEED, "fresh")] and job.integrity_checked == 1
     assert timed.found[-1].entry["floor_ms"] == pytest.approx(0.032 / 1.1)  # measured peaks count 10 % over
+    assert {"kernel_profile", "fresh_check"} <= set(job.clock.spent)  # a slow timing step says which part was slow
+
+
+def test_a_call_of_ten_ms_or_more_is_profiled_once_and_a_short_one_three_times(stand_ins):
+    stand_ins.times["eager"] = 95.0  # L3 41_GRUBidirectional's cuDNN GRU
+    timing_step.time_candidate(StandInJob(), None, REFERENCE, MODEL_NEW)
+    assert stand_ins.profiled == {"candidate": gpu_kernels.PROFILED_CALLS, "eager": 1}
 
 
 def test_kernels_on_another_stream_end_the_step_before_the_fresh_inputs(stand_ins):

@@ -48,8 +48,17 @@ GPU_KERNELS = "gpu_kernels"  # its name in the verdict's checks
 
 # ---- where the time goes (for the search's feedback, not for the verdict) ------------------------------------
 KERNEL_KEYS = {"candidate": "kernels", "eager": "eager_kernels", "compile": "compile_kernels"}  # Verdict.timing's
-PROFILED_CALLS = 3  # calls profiled per function: the per-call average evens out one slow first launch
+PROFILED_CALLS = 3  # calls profiled per function: the per-call average evens out one slow first launch...
+PROFILED_ONCE_FROM_MS = 10.0  # ...but a call this long is profiled once: a slow launch is small beside it, and the
+# profiler's cost grows with the kernels it records (L3 41_GRUBidirectional: 95 ms and thousands of cuDNN kernels a
+# call; its timing step took 28.9 s on the H100, 2026-12-08, where its 15 interleaved rounds take about 5 s)
+
 KERNELS_KEPT = 12  # rows per function in the verdict (the longest); a Level 3 model runs hundreds of kernels
+
+
+def profiled_calls(median_ms: float | None) -> int:
+    """How many calls of a function kernel_times profiles, from its timed median."""
+    return 1 if median_ms is not None and median_ms >= PROFILED_ONCE_FROM_MS else PROFILED_CALLS
 
 
 def kernel_times(fn, inputs: list, calls: int = PROFILED_CALLS) -> tuple[list[dict], set]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import Found, Outcome, describe
-from ..harness.gpu_kernels import KERNEL_KEYS, current_stream_id, kernel_times
+from ..harness.gpu_kernels import KERNEL_KEYS, current_stream_id, kernel_times, profiled_calls
 from ..harness.gpu_timing import (METHOD, measured_peaks, peaks_of, roofline_floor_ms, speedup, summarize,
                                   time_interleaved, work_of_call)
 from ..verdict import FRESH_SEED, TIMING_SEED, Status
@@ -87,7 +87,7 @@ def time_candidate(job, problem, reference, model_new, beside: bool = False) -> 
             timed.timing[f"speedup_vs_{name}_ci"] = [round(low, 4), round(high, 4)]
         else:
             timed.timing[name] = compiled
-    with torch.no_grad():
+    with torch.no_grad(), job.clock("kernel_profile"):
         timed.found.append(_profile_kernels(timed.timing, {name: fns[name] for name in samples}, sets[0]))
     if timed.found[-1].outcome:
         return timed
@@ -95,7 +95,8 @@ def time_candidate(job, problem, reference, model_new, beside: bool = False) -> 
     del sets  # up to 4 input sets: 34 GiB on 38_L1Norm, which the check below needs room for
 
     # Re-check on inputs the candidate has not seen, after it ran many times: catches cached results.
-    result = job.call_and_judge(model_new, problem, req.seed + FRESH_SEED, "fresh")
+    with job.clock("fresh_check"):
+        result = job.call_and_judge(model_new, problem, req.seed + FRESH_SEED, "fresh")
     timed.found.append(Found("fresh_inputs_after_timing", {"ok": result["ok"], "max_abs_err": result["max_abs_err"]}))
     if not result["ok"]:
         timed.found[-1].outcome = Outcome(Status.INCORRECT, "wrong on fresh inputs after timing (results cached?): "
@@ -142,7 +143,8 @@ def _profile_kernels(timing: dict, fns: dict, inputs: list) -> Found:
     found, streams = Found("kernel_streams", None), {}
     for name, fn in fns.items():
         try:
-            timing[KERNEL_KEYS[name]], streams[name] = kernel_times(fn, inputs)
+            timing[KERNEL_KEYS[name]], streams[name] = kernel_times(fn, inputs,
+                                                                   profiled_calls(timing[name].get("median_ms")))
         except Exception as e:
             timing["kernels_unavailable"] = describe(e).splitlines()[0][:200]
             return found
