@@ -256,6 +256,8 @@ def test_the_tolerance_and_the_changed_sizes_are_said_once():
                           previous=Previous("first", "class ModelNew: ...", verdict), problem_notes=notes)
     assert prompt.count("M = 64 (originally 4096), K = 48 (originally 4096)") == 1
     assert prompt.count("This run changed the problem's sizes") == 1
+    assert prompt.count("dimensions up to 85.3× longer") == 1  # 4096 / 48: a long sum's rounding is said once
+    assert "dimensions up to" not in size_note({"shape": ("(4, 4)", "(2, 2)")})  # no ratio known: not said
     assert "problem changed" not in prompt and "kernelbench (fp32): atol" not in prompt
     assert prompt.count("atol = rtol = 1e-4") == 1
     assert size_note({}) == ""
